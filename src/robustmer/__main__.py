@@ -1,0 +1,3 @@
+from robustmer.cli import main
+
+main()

@@ -1,0 +1,52 @@
+"""The ``robustmer`` command line.
+
+Each sub-command lives in its own module of this package and keeps heavy imports (torch,
+pandas, matplotlib) inside the command function, so ``robustmer --help`` stays fast.
+A :class:`robustmer.errors.RobustmerError` becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from robustmer.errors import RobustmerError
+
+app = typer.Typer(
+    name="robustmer",
+    help="Adversarial robustness of interpretable music emotion recognition models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    from robustmer.cli import data as data_cmds
+
+    app.command("synth")(data_cmds.synth)
+    app.command("prepare")(data_cmds.prepare)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``robustmer`` console script."""
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(show_path=False, show_time=False)],
+    )
+    try:
+        app(args=argv, standalone_mode=True)
+    except RobustmerError as exc:
+        sys.stderr.write(f"robustmer: error: {exc}\n")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.stderr.write("robustmer: interrupted\n")
+        sys.exit(130)
