@@ -1,13 +1,25 @@
 """Domain names shared by every stage (DESIGN.md §1, §2)."""
 
 EMOTIONS: tuple[str, ...] = (
-    "valence", "energy", "tension", "anger", "fear", "happy", "sad", "tender",
+    "valence",
+    "energy",
+    "tension",
+    "anger",
+    "fear",
+    "happy",
+    "sad",
+    "tender",
 )
 """The eight perceived-emotion ratings of Soundtracks Set 1, in the CSV's column order."""
 
 MIDLEVEL_FEATURES: tuple[str, ...] = (
-    "melodiousness", "articulation", "rhythm_complexity", "rhythm_stability",
-    "dissonance", "tonal_stability", "minorness",
+    "melodiousness",
+    "articulation",
+    "rhythm_complexity",
+    "rhythm_stability",
+    "dissonance",
+    "tonal_stability",
+    "minorness",
 )
 """The seven mid-level perceptual features of Aljanaki & Soleymani (2018), in file order."""
 

@@ -1,0 +1,206 @@
+"""``robustmer prepare``: audio and annotations to a cache of model inputs (DESIGN.md §2-4).
+
+Pipeline per clip: decode -> front end (:func:`robustmer.audio.spectrogram_from_file`);
+then one global mean and standard deviation over the training split (project default) or
+all clips (the paper's choice, ``norm_stats="all"``); then one excerpt of ``frames`` frames
+(313 = 10 s) per clip at a random offset drawn once with a fixed seed, the spectrogram
+repeated first if the clip is shorter.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from robustmer._io import read_json, sha256_file
+from robustmer.data.cache import CACHE_FORMAT, CACHE_VERSION, write_cache
+from robustmer.data.loader import load_soundtracks, read_midlevel
+from robustmer.data.split import paper_split
+from robustmer.errors import RobustmerError
+from robustmer.names import RATING_SCALE
+
+logger = logging.getLogger(__name__)
+
+NORM_STATS = ("train", "all")
+PAPER_FRAMES = 313
+
+
+def excerpt(
+    spectrogram: np.ndarray, frames: int, rng: np.random.Generator
+) -> tuple[np.ndarray, int]:
+    """Cut one excerpt of ``frames`` frames at a random offset.
+
+    A spectrogram shorter than ``frames`` is repeated (tiled along time) until it is long
+    enough; the offset is drawn uniformly from the valid range.
+
+    Parameters
+    ----------
+    spectrogram : np.ndarray, shape (T, bands)
+    frames : int
+    rng : np.random.Generator
+
+    Returns
+    -------
+    excerpt : np.ndarray, shape (frames, bands)
+    offset : int
+        First frame of the excerpt (in the repeated spectrogram).
+    """
+    assert spectrogram.ndim == 2 and len(spectrogram) > 0
+    if len(spectrogram) < frames:
+        reps = -(-frames // len(spectrogram))
+        spectrogram = np.concatenate([spectrogram] * reps, axis=0)
+    offset = int(rng.integers(0, len(spectrogram) - frames + 1))
+    return spectrogram[offset : offset + frames], offset
+
+
+def _previous_spectrograms(out: Path, frontend_dict: dict) -> dict[str, Path]:
+    """sha256 -> spectrogram file of an existing cache made with the same front end."""
+    manifest_path = out / "manifest.json"
+    if not manifest_path.is_file():
+        return {}
+    try:
+        manifest = read_json(manifest_path)
+    except RobustmerError:
+        return {}
+    if (
+        manifest.get("format") != CACHE_FORMAT
+        or manifest.get("version") != CACHE_VERSION
+        or manifest.get("frontend") != frontend_dict
+    ):
+        return {}
+    reuse = {}
+    for key, src in manifest.get("sources", {}).items():
+        file = out / "spectrograms" / f"{key}.npy"
+        if file.is_file():
+            reuse[src["sha256"]] = file
+    return reuse
+
+
+def prepare(
+    soundtracks: str | Path,
+    midlevel: str | Path,
+    out: str | Path,
+    *,
+    norm_stats: str = "train",
+    frames: int = PAPER_FRAMES,
+    excerpt_seed: int = 0,
+    split_seed: int = 42,
+    frontend=None,
+    progress: bool = True,
+) -> Path:
+    """Build the model-input cache from Soundtracks Set 1 and the mid-level annotations.
+
+    Parameters
+    ----------
+    soundtracks : str or Path
+        Directory with ``mean_ratings_set1.csv`` and clips ``NNN.mp3`` (directly or in a
+        subfolder such as ``Set1/``).
+    midlevel : str or Path
+        Directory with ``metadata.csv`` and ``annotations.csv`` (directly or in one subfolder).
+    out : str or Path
+        Cache directory; replaced atomically. Spectrograms of an existing cache are re-used
+        for clips whose source file hash is unchanged.
+    norm_stats : {"train", "all"}
+        Clips the normalisation mean and std are taken over: the training split (project
+        default) or all clips (the paper's choice).
+    frames : int
+        Excerpt length in frames (313 = 10 s at 31.3 fps, the paper's value).
+    excerpt_seed : int
+        Seed of the excerpt offsets (drawn once per clip, in ratings-file order).
+    split_seed : int
+        Seed of :func:`robustmer.data.paper_split` (42 in the paper).
+    frontend : robustmer.audio.FrontEndConfig, optional
+        Front-end parameters (DESIGN.md §3 by default).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Path
+        The cache directory.
+    """
+    import torch
+
+    from robustmer.audio import FrontEndConfig, Normalization, spectrogram_from_file
+    from robustmer.progress import progress_bar
+
+    if norm_stats not in NORM_STATS:
+        raise RobustmerError(
+            f"--norm-stats {norm_stats!r}; expected one of {', '.join(NORM_STATS)}"
+        )
+    if frames < 16:
+        raise RobustmerError(f"--frames {frames}; expected at least 16 frames")
+    frontend = frontend or FrontEndConfig()
+    out = Path(out)
+
+    st = load_soundtracks(soundtracks)
+    mid = read_midlevel(midlevel, st.ids)
+    reuse = _previous_spectrograms(out, frontend.to_dict())
+
+    spectrograms: dict[int, np.ndarray] = {}
+    sources: dict[str, dict] = {}
+    reused = 0
+    with progress_bar(transient=False) as bar:
+        task = bar.add_task("spectrograms", total=len(st.ids), visible=progress)
+        for n in st.ids:
+            file = st.audio[n]
+            digest = sha256_file(file)
+            if digest in reuse:
+                spec = np.load(reuse[digest], allow_pickle=False)
+                reused += 1
+            else:
+                spec = spectrogram_from_file(file, frontend, dtype=torch.float64).numpy()
+            spectrograms[n] = spec.astype(np.float32)
+            sources[f"{n:03d}"] = {"file": str(file), "sha256": digest, "frames": len(spec)}
+            bar.advance(task)
+    logger.info("spectrograms: %d computed, %d re-used", len(st.ids) - reused, reused)
+
+    rows = paper_split(len(st.ids), split_seed)
+    split = {k: [st.ids[i] for i in v] for k, v in rows.items()}
+    stat_ids = split["train"] if norm_stats == "train" else st.ids
+    total = sum(spectrograms[n].size for n in stat_ids)
+    mean = sum(spectrograms[n].astype(np.float64).sum() for n in stat_ids) / total
+    var = sum(((spectrograms[n].astype(np.float64) - mean) ** 2).sum() for n in stat_ids) / total
+    normalization = Normalization(mean=float(mean), std=float(np.sqrt(var)))
+
+    rng = np.random.default_rng(excerpt_seed)
+    excerpts, offsets = [], []
+    for n in st.ids:
+        exc, off = excerpt(spectrograms[n], frames, rng)
+        excerpts.append(normalization.normalize(exc.astype(np.float64)).astype(np.float32))
+        offsets.append(off)
+
+    midlevel_files = {name: sha256_file(p) for name, p in _midlevel_files(Path(midlevel)).items()}
+    write_cache(
+        out,
+        ids=st.ids,
+        excerpts=np.stack(excerpts),
+        emotions=st.ratings / RATING_SCALE,
+        midlevel=np.stack([mid[n] for n in st.ids]) / RATING_SCALE,
+        split=split,
+        normalization=normalization,
+        frontend=frontend,
+        spectrograms=spectrograms,
+        extra={
+            "norm_stats": norm_stats,
+            "split_seed": split_seed,
+            "excerpt": {"frames": frames, "seed": excerpt_seed, "offsets": offsets},
+            "targets": st.targets,
+            "ratings_file": {"path": str(st.ratings_file), "sha256": sha256_file(st.ratings_file)},
+            "midlevel_files": midlevel_files,
+            "sources": sources,
+        },
+    )
+    logger.info("cache written to %s (%d clips, %d frames)", out, len(st.ids), frames)
+    return out
+
+
+def _midlevel_files(root: Path) -> dict[str, Path]:
+    from robustmer.data.loader import ANNOTATIONS_FILE, METADATA_FILE, _find_file
+
+    return {name: _find_file(root, name, "mid-level") for name in (METADATA_FILE, ANNOTATIONS_FILE)}
+
+
+__all__ = ["NORM_STATS", "PAPER_FRAMES", "excerpt", "prepare"]

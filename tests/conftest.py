@@ -1,0 +1,57 @@
+"""Shared test fixtures: tiny hand-made data sets in the real on-disk formats."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("ROBUSTMER_PROGRESS", "0")
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+HEADER = "number,valence,energy,tension,anger,fear,happy,sad,tender,TARGET"
+ANN_HEADER = (
+    "song_id,melodiousness,articulation,rhythm_complexity,rhythm_stability,"
+    "dissonance,tonal_stability,minorness"
+)
+
+
+def write_tiny_dataset(
+    root: Path, n: int = 6, seconds: float = 1.0, sr: int = 22050, fmt: str = "wav"
+) -> tuple[Path, Path]:
+    """Write ``n`` tone clips with hand-chosen ratings; return (soundtracks, midlevel) dirs."""
+    import soundfile as sf
+
+    st = root / "soundtracks"
+    (st / "Set1").mkdir(parents=True)
+    mid = root / "midlevel"
+    mid.mkdir()
+    t = np.arange(int(seconds * sr)) / sr
+    rows, meta, ann = [HEADER], ["song id;Source;ID at file source;Genre"], [ANN_HEADER]
+    for i in range(1, n + 1):
+        tone = 0.5 * np.sin(2 * np.pi * (220.0 * i) * t)
+        sf.write(st / "Set1" / f"{i:03d}.{fmt}", tone, sr)
+        r = [1.0 + (i + j) % 8 + 0.25 for j in range(8)]
+        rows.append(f"{i:03d}," + ",".join(f"{v:.2f}" for v in r) + ",HAPPY")
+        meta.append(f"{500 + i};soundtracks;{i};film")
+        ann.append(f"{500 + i}," + ",".join(f"{2 + (i * k) % 7:.3f}" for k in range(1, 8)))
+    meta.append("9001;jamendo;77;rock")
+    ann.append("9001," + ",".join(["5.0"] * 7))
+    (st / "mean_ratings_set1.csv").write_text("\n".join(rows) + "\n")
+    (mid / "metadata.csv").write_text("\n".join(meta) + "\n")
+    (mid / "annotations.csv").write_text("\n".join(ann) + "\n")
+    return st, mid
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> tuple[Path, Path]:
+    return write_tiny_dataset(tmp_path / "raw")
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is absent (the project's shared fixtures live beside the repo)")
+    return SHARED
