@@ -160,10 +160,7 @@ def prepare(
     rows = paper_split(len(st.ids), split_seed)
     split = {k: [st.ids[i] for i in v] for k, v in rows.items()}
     stat_ids = split["train"] if norm_stats == "train" else st.ids
-    total = sum(spectrograms[n].size for n in stat_ids)
-    mean = sum(spectrograms[n].astype(np.float64).sum() for n in stat_ids) / total
-    var = sum(((spectrograms[n].astype(np.float64) - mean) ** 2).sum() for n in stat_ids) / total
-    normalization = Normalization(mean=float(mean), std=float(np.sqrt(var)))
+    normalization = Normalization.from_spectrograms(spectrograms[n] for n in stat_ids)
 
     rng = np.random.default_rng(excerpt_seed)
     excerpts, offsets = [], []
