@@ -18,13 +18,7 @@ from robustmer.data.cache import CACHE_VERSION, Cache, load_cache, write_cache
 from robustmer.data.loader import load_soundtracks, read_midlevel, read_ratings
 from robustmer.data.prepare import prepare
 from robustmer.data.split import paper_split
-
-
-def generate_synthetic(*args, **kwargs):
-    """Write the built-in synthetic data set; see :mod:`robustmer.data.synth`."""
-    from robustmer.data.synth import generate_synthetic as _generate
-
-    return _generate(*args, **kwargs)
+from robustmer.data.synth import generate_synthetic
 
 
 __all__ = [
