@@ -20,7 +20,6 @@ from robustmer.data.prepare import prepare
 from robustmer.data.split import paper_split
 from robustmer.data.synth import generate_synthetic
 
-
 __all__ = [
     "CACHE_VERSION",
     "Cache",
