@@ -1,0 +1,230 @@
+"""Figures 3 and 4 of the paper for a study (DESIGN.md §8), drawn with matplotlib.
+
+Figures are built on :class:`matplotlib.figure.Figure` objects with the Agg canvas, without
+``pyplot``, so nothing global (backend, open figures) changes; matplotlib is imported inside the
+functions. Each figure is written as PNG (for the HTML report) and SVG (for papers), atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from robustmer._io import atomic_path
+from robustmer.report.tables import PAPER_TABLE1, system_order
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FIG4_EMOTIONS",
+    "FIG4_SYSTEMS",
+    "SYSTEM_COLORS",
+    "figure_delta_mae",
+    "figure_true_vs_pred",
+]
+
+SYSTEM_COLORS: dict[str, str] = {
+    "A2E": "#d2691e",  # black box: chocolate, as in the paper's Figure 3
+    "A2B2E": "#d2691e",
+    "A2M2E": "#3cb371",  # interpretable: mediumseagreen
+    "aA2E": "#6495ed",  # adversarially trained: cornflowerblue
+    "aA2B2E": "#6495ed",
+}
+"""Box colour per system; unknown systems are grey."""
+
+FIG4_SYSTEMS: tuple[str, ...] = ("A2B2E", "A2M2E", "aA2B2E")
+"""Systems of the paper's Figure 4 (columns)."""
+
+FIG4_EMOTIONS: tuple[str, ...] = ("tension", "tender")
+"""Emotions of the paper's Figure 4 (rows)."""
+
+_DPI = 150
+
+
+def _save(fig: Any, stem: Path) -> dict[str, Path]:
+    """Write ``fig`` to ``stem.png`` and ``stem.svg`` (deterministic SVG ids, no date)."""
+    import matplotlib
+
+    out = {}
+    with matplotlib.rc_context({"svg.hashsalt": "robustmer"}):
+        for ext, metadata in (("png", {"Software": None}), ("svg", {"Date": None})):
+            path = stem.with_suffix(f".{ext}")
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=ext, dpi=_DPI, metadata=metadata)
+            out[ext] = path
+    return out
+
+
+def _limits(values: np.ndarray, pad: float) -> tuple[float, float]:
+    """Axis limits around the finite ``values`` with a relative margin ``pad``."""
+    finite = values[np.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    margin = pad * (hi - lo) if hi > lo else 0.5
+    return lo - margin, hi + margin
+
+
+def figure_delta_mae(delta: pd.DataFrame, stem: Path) -> dict[str, Path]:
+    """Figure 3: box plots of ΔMAE per system, one point per model (seed).
+
+    Parameters
+    ----------
+    delta : pd.DataFrame
+        Output of :func:`robustmer.report.tables.delta_mae_table` (``system``,
+        ``delta_mae`` on the rating/10 scale).
+    stem : Path
+        Output path without suffix; ``.png`` and ``.svg`` are written.
+
+    Returns
+    -------
+    dict
+        ``{"png": Path, "svg": Path}``.
+    """
+    from matplotlib.figure import Figure
+
+    systems = system_order(delta["system"])
+    assert systems, "figure_delta_mae needs at least one model"
+    fig = Figure(figsize=(1.5 + 1.3 * len(systems), 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    values = [delta.loc[delta["system"] == s, "delta_mae"].dropna().to_numpy() for s in systems]
+    positions = np.arange(len(systems))  # [S]
+    boxes = ax.boxplot(
+        values,
+        positions=positions,
+        widths=0.6,
+        patch_artist=True,
+        showfliers=False,
+        medianprops={"color": "black", "linewidth": 2},
+    )
+    ax.set_xticks(positions, systems)
+    for patch, system in zip(boxes["boxes"], systems, strict=True):
+        patch.set_facecolor(SYSTEM_COLORS.get(system, "#bbbbbb"))
+        patch.set_alpha(0.75)
+    for x, v in zip(positions, values, strict=True):
+        # deterministic horizontal spread so that points of equal value stay visible
+        offsets = np.linspace(-0.15, 0.15, v.size) if v.size > 1 else np.zeros(v.size)
+        ax.scatter(
+            x + offsets, v, s=18, color="black", zorder=3, label="model (seed)" if x == 0 else None
+        )
+    paper = [
+        (x, PAPER_TABLE1[s]["delta_mae_median"])
+        for x, s in zip(positions, systems, strict=True)
+        if s in PAPER_TABLE1
+    ]
+    if paper:
+        px, py = zip(*paper, strict=True)
+        ax.scatter(
+            px,
+            py,
+            marker="D",
+            s=40,
+            facecolors="none",
+            edgecolors="crimson",
+            linewidths=1.5,
+            zorder=4,
+            label="paper median (approx.)",
+        )
+    ax.set_ylabel("ΔMAE = MAE(adv) − MAE(clean)\n(rating/10 scale)")
+    ax.set_title("Figure 3: difference in MAE after attack (test clips)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return _save(fig, stem)
+
+
+def figure_true_vs_pred(
+    clips: pd.DataFrame,
+    seed: int,
+    stem: Path,
+    *,
+    systems: Sequence[str] = FIG4_SYSTEMS,
+    emotions: Sequence[str] = FIG4_EMOTIONS,
+) -> dict[str, Path] | None:
+    """Figure 4: true vs predicted rating, clean and adversarial, for one seed.
+
+    Parameters
+    ----------
+    clips : pd.DataFrame
+        Per-clip attack rows with ``system``, ``seed``, ``true_<e>``, ``clean_<e>``,
+        ``adv_<e>`` for the emotions drawn (rating/10 scale).
+    seed : int
+        The training seed whose models are shown.
+    stem : Path
+        Output path without suffix; ``.png`` and ``.svg`` are written.
+    systems, emotions : sequence of str
+        Grid columns (those present for ``seed`` are drawn) and rows.
+
+    Returns
+    -------
+    dict or None
+        ``{"png": Path, "svg": Path}``; None when none of ``systems`` has clips for ``seed``.
+    """
+    from matplotlib.figure import Figure
+
+    needed = [f"{kind}_{e}" for kind in ("true", "clean", "adv") for e in emotions]
+    missing = [c for c in needed if c not in clips.columns]
+    if missing:
+        logger.warning("Figure 4 not drawn: the clip tables lack %s", missing)
+        return None
+    chosen = clips[clips["seed"] == seed]
+    present = [s for s in systems if (chosen["system"] == s).any()]
+    if not present:
+        return None
+    fig = Figure(
+        figsize=(max(5.0, 0.6 + 3.2 * len(present)), 0.6 + 3.0 * len(emotions)),
+        layout="constrained",
+    )
+    axes = fig.subplots(len(emotions), len(present), sharex=True, sharey=True, squeeze=False)
+    subset = chosen[chosen["system"].isin(present)]
+    true = subset[[f"true_{e}" for e in emotions]].to_numpy(np.float64).ravel()  # [clips * E]
+    pred = (
+        subset[[f"{k}_{e}" for k in ("clean", "adv") for e in emotions]]
+        .to_numpy(np.float64)
+        .ravel()
+    )  # [clips * 2E]
+    # x: the range of the true ratings; y: every prediction (adversarial ones may lie far
+    # outside the rating range, as with the paper's unbounded attack)
+    x_lo, x_hi = _limits(true, pad=0.05)
+    y_lo, y_hi = _limits(np.concatenate([true, pred]), pad=0.05)
+    for j, system in enumerate(present):
+        g = chosen[chosen["system"] == system]
+        for i, emotion in enumerate(emotions):
+            ax = axes[i, j]
+            y = g[f"true_{emotion}"].to_numpy(np.float64)  # [clips]
+            ax.plot(
+                [x_lo, x_hi],
+                [x_lo, x_hi],
+                color="#3cb371",
+                linestyle="--",
+                linewidth=1,
+                label="identity",
+            )
+            ax.scatter(
+                y,
+                g[f"clean_{emotion}"].to_numpy(np.float64),
+                marker="x",
+                s=30,
+                color="#6495ed",
+                label="clean",
+            )
+            ax.scatter(
+                y,
+                g[f"adv_{emotion}"].to_numpy(np.float64),
+                marker="o",
+                s=30,
+                facecolors="none",
+                edgecolors="#d2691e",
+                label="adversarial",
+            )
+            ax.set_title(f"{system}: {emotion}")
+            ax.grid(alpha=0.3)
+    axes[0, 0].set_xlim(x_lo, x_hi)
+    axes[0, 0].set_ylim(y_lo, y_hi)
+    axes[0, -1].legend(loc="best", fontsize="small")
+    fig.supxlabel("true rating (rating/10 scale)")
+    fig.supylabel("predicted rating (rating/10 scale)")
+    fig.suptitle(f"Figure 4: true vs predicted ratings (seed {seed})")
+    return _save(fig, stem)

@@ -1,0 +1,243 @@
+"""Render a report, given as a list of blocks, to Markdown and to self-contained HTML.
+
+The HTML has inline CSS and figures embedded as base64 PNG ``data:`` URIs: no external
+resources, no JavaScript, so it can be mailed or archived as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "Block",
+    "Bullets",
+    "FigureBlock",
+    "Heading",
+    "Paragraph",
+    "TableBlock",
+    "fmt",
+    "fmt_p",
+    "fmt_pm",
+    "render_html",
+    "render_markdown",
+]
+
+
+@dataclass(frozen=True)
+class Heading:
+    """A section heading (``level`` 1-3)."""
+
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """A paragraph of plain text (``**bold**`` is the only markup understood)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Bullets:
+    """A bulleted list of plain-text items."""
+
+    items: Sequence[str]
+
+
+@dataclass(frozen=True)
+class TableBlock:
+    """A table of already formatted cells, with an optional caption."""
+
+    headers: Sequence[str]
+    rows: Sequence[Sequence[str]]
+    caption: str = ""
+    numeric: Sequence[bool] = field(default_factory=tuple)
+    """Per column: right-align (numbers). Empty: every column but the first."""
+
+
+@dataclass(frozen=True)
+class FigureBlock:
+    """A figure: a PNG file (embedded in HTML) and the relative links for Markdown."""
+
+    png: Path
+    caption: str
+    links: Sequence[tuple[str, str]] = ()
+    """``(label, relative path)`` of the figure files, e.g. ``("SVG", "figures/x.svg")``."""
+
+
+Block = Heading | Paragraph | Bullets | TableBlock | FigureBlock
+
+
+def fmt(x: float | int | None, digits: int = 3) -> str:
+    """A number with ``digits`` decimals; an en dash for NaN/None."""
+    if x is None or (isinstance(x, numbers.Real) and math.isnan(x)):
+        return "–"
+    if isinstance(x, numbers.Integral):
+        return str(int(x))
+    return f"{float(x):.{digits}f}"
+
+
+def fmt_pm(mean: float, std: float, digits: int = 3) -> str:
+    """``mean ± std``; just the mean when the std is NaN."""
+    if std is None or math.isnan(std):
+        return fmt(mean, digits)
+    return f"{fmt(mean, digits)} ± {fmt(std, digits)}"
+
+
+def fmt_p(p: float) -> str:
+    """A p-value: three decimals, or two significant digits below 1e-3 (``3.2e-21``)."""
+    if p is None or math.isnan(p):
+        return "–"
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+# ----------------------------------------------------------------------------- Markdown
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_heading(b: Heading) -> str:
+    return f"{'#' * b.level} {b.text}"
+
+
+def _md_paragraph(b: Paragraph) -> str:
+    return b.text
+
+
+def _md_bullets(b: Bullets) -> str:
+    return "\n".join(f"- {item}" for item in b.items)
+
+
+def _alignments(b: TableBlock) -> list[bool]:
+    if b.numeric:
+        assert len(b.numeric) == len(b.headers), (len(b.numeric), len(b.headers))
+        return list(b.numeric)
+    return [i > 0 for i in range(len(b.headers))]
+
+
+def _md_table(b: TableBlock) -> str:
+    right = _alignments(b)
+    lines = []
+    if b.caption:
+        lines += [f"*{b.caption}*", ""]
+    lines.append("| " + " | ".join(_md_cell(h) for h in b.headers) + " |")
+    lines.append("|" + "|".join("---:" if r else ":---" for r in right) + "|")
+    for row in b.rows:
+        assert len(row) == len(b.headers), (row, b.headers)
+        lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def _md_figure(b: FigureBlock) -> str:
+    first = b.links[0][1] if b.links else b.png.name
+    links = " · ".join(f"[{label}]({rel})" for label, rel in b.links)
+    return f"![{b.caption}]({first})\n\n*{b.caption}* {links}".rstrip()
+
+
+_MD_RENDERERS: dict[type, Callable] = {
+    Heading: _md_heading,
+    Paragraph: _md_paragraph,
+    Bullets: _md_bullets,
+    TableBlock: _md_table,
+    FigureBlock: _md_figure,
+}
+
+
+def render_markdown(blocks: Sequence[Block]) -> str:
+    """The report as GitHub-flavoured Markdown (tables, relative figure links)."""
+    return "\n\n".join(_MD_RENDERERS[type(b)](b) for b in blocks) + "\n"
+
+
+# ----------------------------------------------------------------------------- HTML
+
+
+def _inline(text: str) -> str:
+    """Escape text; turn ``**x**`` into ``<strong>x</strong>``."""
+    parts = html.escape(str(text)).split("**")
+    return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _html_heading(b: Heading) -> str:
+    return f"<h{b.level}>{_inline(b.text)}</h{b.level}>"
+
+
+def _html_paragraph(b: Paragraph) -> str:
+    return f"<p>{_inline(b.text)}</p>"
+
+
+def _html_bullets(b: Bullets) -> str:
+    return "<ul>\n" + "\n".join(f"<li>{_inline(i)}</li>" for i in b.items) + "\n</ul>"
+
+
+def _html_table(b: TableBlock) -> str:
+    right = _alignments(b)
+    out = ["<table>"]
+    if b.caption:
+        out.append(f"<caption>{_inline(b.caption)}</caption>")
+    out.append(
+        "<thead><tr>" + "".join(f"<th>{_inline(h)}</th>" for h in b.headers) + "</tr></thead>"
+    )
+    out.append("<tbody>")
+    for row in b.rows:
+        cells = "".join(
+            f'<td class="num">{_inline(c)}</td>' if r else f"<td>{_inline(c)}</td>"
+            for c, r in zip(row, right, strict=True)
+        )
+        out.append(f"<tr>{cells}</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _html_figure(b: FigureBlock) -> str:
+    data = base64.b64encode(b.png.read_bytes()).decode("ascii")
+    return (
+        f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{_inline(b.caption)}</figcaption></figure>"
+    )
+
+
+_HTML_RENDERERS: dict[type, Callable] = {
+    Heading: _html_heading,
+    Paragraph: _html_paragraph,
+    Bullets: _html_bullets,
+    TableBlock: _html_table,
+    FigureBlock: _html_figure,
+}
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
+       max-width: 1100px; margin: 2em auto; padding: 0 1.5em; line-height: 1.45; }
+h1 { border-bottom: 2px solid #3cb371; padding-bottom: .2em; }
+h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; padding-bottom: .15em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
+caption { caption-side: top; text-align: left; font-style: italic; padding-bottom: .4em; }
+th, td { border: 1px solid #ccc; padding: .3em .6em; }
+th { background: #f0f4f0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tbody tr:nth-child(even) { background: #fafafa; }
+figure { margin: 1.2em 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-style: italic; font-size: 0.92em; }
+ul { padding-left: 1.4em; }
+"""
+
+
+def render_html(blocks: Sequence[Block], title: str) -> str:
+    """The report as one self-contained HTML5 page (inline CSS, embedded PNG figures)."""
+    body = "\n".join(_HTML_RENDERERS[type(b)](b) for b in blocks)
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+        f"<body>\n{body}\n</body>\n</html>\n"
+    )
