@@ -1,0 +1,847 @@
+"""Training of one system with one seed: resumable, deterministic on CPU (DESIGN.md §6).
+
+Run directory (every file written atomically)::
+
+    config.json        TrainConfig, system, model config, cache path + manifest hash,
+                       front end, versions (written once, checked on every restart)
+    metrics.csv        one row per completed epoch
+    best.safetensors   weights of the best epoch so far (robustmer.models.save_model)
+    state.pt           resume state after the last completed epoch (tensors and plain
+                       containers only; loaded with ``weights_only=True``)
+    final.json         metrics of the best checkpoint on train/validation/test and the
+                       compute cost; written last, its presence means the run is done
+
+Commit protocol per epoch: ``state.pt`` is written first (the commit), then, if the epoch
+improved, ``best.safetensors`` (its metadata names the epoch), then ``metrics.csv``. A run
+killed at any point restarts from the last committed epoch; a missing or stale best
+checkpoint of that epoch is rewritten from the committed weights. Every epoch re-seeds
+shuffling and dropout from ``(seed, epoch)``, so a resumed CPU run is bit-identical to an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from robustmer._io import atomic_open, atomic_path, read_json, write_json
+from robustmer.errors import RobustmerError
+from robustmer.metrics import average_correlation, regression_report
+from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
+from robustmer.progress import progress_bar
+from robustmer.training.config import (
+    MONITORS,
+    SystemSpec,
+    TrainConfig,
+    get_system,
+    resolve_device,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from robustmer.data import Cache
+    from robustmer.models import MERModel
+
+logger = logging.getLogger(__name__)
+
+RUN_FORMAT = "robustmer-run"
+RUN_VERSION = 1
+STATE_FORMAT = "robustmer-train-state"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
+BEST_FILE = "best.safetensors"
+STATE_FILE = "state.pt"
+FINAL_FILE = "final.json"
+
+METRICS_COLUMNS: tuple[str, ...] = (
+    "epoch",
+    "train_loss",
+    "adv_loss",
+    "val_avg_corr",
+    "val_mid_corr",
+    "monitored",
+    "best",
+    "best_score",
+    "seconds",
+    "adversarial",
+)
+"""Columns of ``metrics.csv``: 1-based epoch; mean training loss of the normal steps; mean
+emotion MSE of the adversarial steps (NaN on standard epochs); validation emotion average
+correlation; validation average correlation of the bottleneck with the mid-level targets
+(NaN for A2E); the monitored early-stopping score; whether this epoch became the best
+checkpoint; the best monitored score so far; epoch wall time (s); whether the epoch was
+adversarial."""
+
+COUNTERS: tuple[str, ...] = (
+    "forward_clip_passes",
+    "backward_clip_passes",
+    "attack_clip_iterations",
+    "validation_clip_passes",
+    "optimizer_steps",
+    "adversarial_steps",
+    "attack_calls",
+)
+"""Compute counters kept in ``state.pt`` and reported under ``cost`` in ``final.json``.
+``forward_clip_passes`` counts every clip through the model (training and adversarial
+steps, attack iterations and validation); ``backward_clip_passes`` every clip through a
+backward pass (training and adversarial steps, and one per attack clip-iteration).
+``attack_clip_iterations`` sums the attack's per-clip iteration counts; its forward passes
+(``AttackResult.model_passes``, which include the clean and final passes) go into
+``forward_clip_passes``."""
+
+_SHUFFLE_STREAM = 0
+_DROPOUT_STREAM = 1
+
+AttackFn = Callable[..., Any]
+EpochHook = Callable[[int, dict[str, Any]], None]
+
+
+def epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """A 63-bit seed for one epoch's random stream, derived from ``(seed, epoch, stream)``."""
+    state = np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)
+    return int(state[0] >> np.uint64(1))
+
+
+def is_adversarial_epoch(system: SystemSpec, config: TrainConfig, epoch: int) -> bool:
+    """Whether 1-based ``epoch`` is adversarial: adversarial systems, epoch % adv_every == 0."""
+    return system.adversarial and epoch % config.adv_every == 0
+
+
+@contextlib.contextmanager
+def _deterministic(device: torch.device) -> Iterator[None]:
+    """Deterministic algorithms on the CPU for the duration of the block (restored after)."""
+    import torch
+
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+
+
+def predict(
+    model: MERModel, x: torch.Tensor, *, batch_size: int = 32, channels_last: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions of a model in eval mode, in batches, without gradients.
+
+    Parameters
+    ----------
+    model : MERModel
+    x : torch.Tensor, shape [n, 1, F, 149]
+        On the model's device.
+    batch_size : int
+    channels_last : bool
+        Feed the input in channels-last memory format.
+
+    Returns
+    -------
+    emotions : np.ndarray, float64, shape (n, 8)
+    midlevel : np.ndarray, float64, shape (n, 7), or None for models without bottleneck
+    """
+    import torch
+
+    was_training = model.training
+    model.eval()
+    emo, mid = [], []
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start : start + batch_size]  # [b, 1, F, 149]
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            out = model(xb)
+            emo.append(out.emotions.double().cpu().numpy())  # [b, 8]
+            if out.midlevel is not None:
+                mid.append(out.midlevel.double().cpu().numpy())  # [b, 7]
+    model.train(was_training)
+    emotions = np.concatenate(emo) if emo else np.zeros((0, len(EMOTIONS)))
+    return emotions, (np.concatenate(mid) if mid else None)
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    import robustmer
+
+    return {
+        "robustmer": robustmer.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def _run_record(config: TrainConfig, system: SystemSpec, cache: Cache, out: Path) -> dict:
+    """The content of ``config.json``."""
+    cache_path = Path(cache.path).resolve()
+    return {
+        "format": RUN_FORMAT,
+        "version": RUN_VERSION,
+        "train_config": config.to_dict(),
+        "system": system.to_dict(),
+        "model": {"arch": system.arch, "width": config.width},
+        "cache": {
+            "path": str(cache_path),
+            "relative_path": os.path.relpath(cache_path, out.resolve()),
+            "manifest_hash": cache.manifest_hash,
+            "frames": cache.frames,
+            "split_sizes": {k: len(v) for k, v in cache.split.items()},
+        },
+        "frontend": cache.frontend.to_dict(),
+        "normalization": cache.normalization.to_dict(),
+        "versions": _versions(),
+    }
+
+
+def _check_run_dir(out: Path, record: dict) -> None:
+    """Raise if ``out`` holds a run of another configuration or other data."""
+    path = out / CONFIG_FILE
+    old = read_json(path)
+    if old.get("format") != RUN_FORMAT:
+        raise RobustmerError(f"{path}: not a robustmer training run; expected format {RUN_FORMAT}")
+    try:
+        old_identity = TrainConfig.from_dict(old["train_config"]).identity()
+    except (KeyError, TypeError):
+        raise RobustmerError(f"{path}: malformed training config; expected {RUN_FORMAT}") from None
+    new_identity = TrainConfig.from_dict(record["train_config"]).identity()
+    if old_identity != new_identity:
+        diff = {
+            k: (old_identity.get(k), new_identity.get(k))
+            for k in sorted(set(old_identity) | set(new_identity))
+            if old_identity.get(k) != new_identity.get(k)
+        }
+        changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        raise RobustmerError(
+            f"{path}: this run directory holds a run with another configuration ({changes}); "
+            "expected the same configuration, or use another output directory"
+        )
+    old_hash = old.get("cache", {}).get("manifest_hash")
+    if old_hash != record["cache"]["manifest_hash"]:
+        raise RobustmerError(
+            f"{path}: this run was trained on another data cache (manifest hash "
+            f"{str(old_hash)[:12]}, now {record['cache']['manifest_hash'][:12]}); expected the "
+            "same cache, or use another output directory"
+        )
+
+
+def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_open(path) as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(METRICS_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row[k] for k in METRICS_COLUMNS})
+
+
+def _monitored(system: SystemSpec, config: TrainConfig, emo_corr: float, mid_corr: float) -> float:
+    if MONITORS[config.monitor](system):
+        return 0.5 * (emo_corr + mid_corr)
+    return emo_corr
+
+
+def _loss(
+    out: Any, y_emo: torch.Tensor, y_mid: torch.Tensor, system: SystemSpec, config: TrainConfig
+) -> torch.Tensor:
+    """Training loss: emotion MSE, or (1 - w)·emo + w·mid MSE for mid-level supervision."""
+    import torch.nn.functional as F
+
+    emo = F.mse_loss(out.emotions.float(), y_emo)  # scalar
+    if system.midlevel_loss:
+        w = config.midlevel_weight
+        return (1.0 - w) * emo + w * F.mse_loss(out.midlevel.float(), y_mid)
+    return emo
+
+
+def _save_best(
+    out: Path, model: MERModel, config: TrainConfig, cache: Cache, epoch: int, score: float
+) -> None:
+    from robustmer.models import save_model
+
+    save_model(
+        out / BEST_FILE,
+        model,
+        extra={
+            "epoch": epoch,
+            "monitored": score,
+            "train_config": config.to_dict(),
+            "system": config.spec.to_dict(),
+            "frontend": cache.frontend.to_dict(),
+            "normalization": cache.normalization.to_dict(),
+            "cache_manifest_hash": cache.manifest_hash,
+        },
+    )
+
+
+def _best_epoch_on_disk(out: Path) -> int | None:
+    from robustmer.models import read_metadata
+
+    if not (out / BEST_FILE).is_file():
+        return None
+    try:
+        _, extra = read_metadata(out / BEST_FILE)
+    except RobustmerError:
+        return None
+    epoch = extra.get("epoch")
+    return int(epoch) if epoch is not None else None
+
+
+def _load_state(out: Path, device: torch.device) -> dict[str, Any] | None:
+    import torch
+
+    path = out / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # corrupt file or foreign content
+        raise RobustmerError(
+            f"{path}: unreadable resume state ({exc}); expected a robustmer state file: "
+            "delete the run directory to start again"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise RobustmerError(f"{path}: not a robustmer resume state; expected {STATE_FORMAT}")
+    return state
+
+
+def _save_state(out: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    with atomic_path(out / STATE_FILE) as tmp:
+        torch.save(state, tmp)
+
+
+def _split_report(
+    model: MERModel, cache: Cache, split: str, config: TrainConfig, device: torch.device
+) -> dict[str, Any]:
+    x, emo, mid, ids = cache.arrays(split)
+    p_emo, p_mid = predict(
+        model, x.to(device), batch_size=config.eval_batch_size, channels_last=config.channels_last
+    )
+    report: dict[str, Any] = {
+        "clips": len(ids),
+        "emotions": regression_report(emo.numpy(), p_emo, EMOTIONS),
+        "midlevel": None,
+    }
+    if p_mid is not None:
+        report["midlevel"] = regression_report(mid.numpy(), p_mid, MIDLEVEL_FEATURES)
+    return report
+
+
+AMP_DTYPE_NAME = "bfloat16"
+"""Autocast dtype of ``TrainConfig.amp`` (bfloat16 needs no gradient scaling)."""
+
+
+def _memory_format(config: TrainConfig) -> torch.memory_format:
+    import torch
+
+    return torch.channels_last if config.channels_last else torch.contiguous_format
+
+
+def training_step(
+    model: MERModel,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y_emotions: torch.Tensor,
+    y_midlevel: torch.Tensor,
+    *,
+    system: SystemSpec,
+    config: TrainConfig,
+) -> torch.Tensor:
+    """One optimiser step on a batch with the system's loss (model in train mode).
+
+    Parameters
+    ----------
+    model : MERModel
+        In train mode, on the batch's device.
+    optimizer : torch.optim.Optimizer
+    x : torch.Tensor, shape [B, 1, F, 149]
+    y_emotions : torch.Tensor, shape [B, 8]
+    y_midlevel : torch.Tensor, shape [B, 7]
+    system : SystemSpec
+        Selects the loss: emotion MSE, or (1 - w)·emo + w·mid for A2M2E.
+    config : TrainConfig
+        ``midlevel_weight`` and the ``amp`` option.
+
+    Returns
+    -------
+    torch.Tensor
+        The batch loss (detached scalar).
+    """
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(x.device.type, dtype=getattr(torch, AMP_DTYPE_NAME), enabled=config.amp):
+        out = model(x)  # emotions [B, 8], midlevel [B, 7] | None
+    loss = _loss(out, y_emotions, y_midlevel, system, config)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def adversarial_step(
+    model: MERModel,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y_emotions: torch.Tensor,
+    *,
+    config: TrainConfig,
+    attack: AttackFn,
+) -> tuple[torch.Tensor, Any]:
+    """The extra step of adversarial training (DESIGN.md §6) on one batch.
+
+    The model, in eval mode, attacks the batch with
+    ``attack(model, x, y, max_iters=config.adv_iters, lr=config.adv_lr)``; back in train
+    mode, one optimiser step on the adversarial batch with the emotion MSE only.
+
+    Parameters
+    ----------
+    model : MERModel
+    optimizer : torch.optim.Optimizer
+    x : torch.Tensor, shape [B, 1, F, 149]
+    y_emotions : torch.Tensor, shape [B, 8]
+    config : TrainConfig
+    attack : callable
+        Returns an :class:`robustmer.attacks.AttackResult`.
+
+    Returns
+    -------
+    (torch.Tensor, AttackResult)
+        The adversarial batch's emotion MSE (detached scalar) and the attack's result.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    result = attack(model, x, y_emotions, max_iters=config.adv_iters, lr=config.adv_lr)
+    model.train()
+    x_adv = result.x_adv.detach().to(x.device)  # [B, 1, F, 149]
+    x_adv = x_adv.contiguous(memory_format=_memory_format(config))
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(x.device.type, dtype=getattr(torch, AMP_DTYPE_NAME), enabled=config.amp):
+        out = model(x_adv)  # emotions [B, 8]
+    loss = F.mse_loss(out.emotions.float(), y_emotions)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), result
+
+
+def train(
+    cache: str | os.PathLike[str] | Cache,
+    out_dir: str | os.PathLike[str],
+    config: TrainConfig,
+    *,
+    progress: bool = True,
+    attack: AttackFn | None = None,
+    on_epoch_end: EpochHook | None = None,
+) -> dict[str, Any]:
+    """Train one system with one seed; resumable (DESIGN.md §6).
+
+    Parameters
+    ----------
+    cache : str, PathLike or robustmer.data.Cache
+        Prepared data cache (its train split is trained on, validation monitors early
+        stopping, test is only evaluated at the end).
+    out_dir : str or PathLike
+        Run directory (see the module docstring). An existing run of the same configuration
+        is resumed from its last completed epoch, or skipped if finished.
+    config : TrainConfig
+    progress : bool
+        Show a progress bar (epochs, with the current validation correlation).
+    attack : callable, optional
+        Attack used for adversarial training, called as
+        ``attack(model, x [B,1,F,149], y [B,8], max_iters=adv_iters, lr=adv_lr)`` and
+        returning an :class:`robustmer.attacks.AttackResult` (``x_adv [B,1,F,149]``,
+        ``iterations [B]`` and ``model_passes`` are used).
+        Default :func:`robustmer.attacks.paper_attack`; tests pass a counting wrapper.
+    on_epoch_end : callable, optional
+        Called as ``on_epoch_end(epoch, row)`` after each epoch is committed to disk.
+
+    Returns
+    -------
+    dict
+        The content of ``final.json``: ``metrics`` (per split ``emotions`` and, for
+        bottleneck models, ``midlevel`` regression reports of the best checkpoint),
+        ``best_epoch``, ``best_score``, ``epochs_run``, ``stopped_early`` and ``cost``.
+
+    Raises
+    ------
+    RobustmerError
+        Unknown system, unusable cache, or ``out_dir`` holding a run of another
+        configuration or other data.
+
+    Notes
+    -----
+    Each epoch: the training clips are shuffled with a generator seeded from
+    ``(seed, epoch)``; dropout draws from the global RNG re-seeded from ``(seed, epoch)``;
+    each full batch of ``batch_size`` clips takes one Adam step on the MSE loss. On
+    adversarial epochs (adversarial systems, 1-based epoch divisible by ``adv_every``),
+    after every such step the model, in eval mode, attacks the batch with the paper attack
+    (``adv_iters`` iterations, learning rate ``adv_lr``), and one more Adam step is taken,
+    in train mode, on the adversarial batch with the emotion MSE only.
+    """
+    import torch
+
+    from robustmer.data import Cache, load_cache
+    from robustmer.models import build_model, load_model
+    from robustmer.models.mer import MIN_FRAMES
+
+    system = get_system(config.system)
+    cache_obj = cache if isinstance(cache, Cache) else load_cache(cache)
+    device = resolve_device(config.device)
+    out = Path(out_dir)
+    record = _run_record(config, system, cache_obj, out)
+
+    x_tr, y_tr, m_tr, _ = cache_obj.arrays("train")
+    x_va, y_va, m_va, _ = cache_obj.arrays("validation")
+    n_train = x_tr.shape[0]
+    if n_train < config.batch_size:
+        raise RobustmerError(
+            f"{cache_obj.path}: {n_train} training clips; expected at least one full batch "
+            f"of {config.batch_size}"
+        )
+    if x_va.shape[0] < 2:
+        raise RobustmerError(
+            f"{cache_obj.path}: {x_va.shape[0]} validation clips; expected at least 2"
+        )
+    if x_tr.shape[2] < MIN_FRAMES:
+        raise RobustmerError(
+            f"{cache_obj.path}: excerpts of {x_tr.shape[2]} frames; expected at least {MIN_FRAMES}"
+        )
+    if (out / CONFIG_FILE).is_file():
+        _check_run_dir(out, record)
+        if (out / FINAL_FILE).is_file():
+            logger.info("%s: finished run found, skipping", out)
+            return read_json(out / FINAL_FILE)
+    else:
+        write_json(out / CONFIG_FILE, record)
+
+    x_tr, y_tr, m_tr = x_tr.to(device), y_tr.to(device), m_tr.to(device)  # [n, 1, F, 149] ...
+    x_va = x_va.to(device)  # [n_val, 1, F, 149]
+    y_va_np, m_va_np = y_va.numpy().astype(np.float64), m_va.numpy().astype(np.float64)
+    memory_format = _memory_format(config)
+
+    if system.adversarial and attack is None:
+        from robustmer.attacks import paper_attack
+
+        attack = paper_attack
+
+    torch.manual_seed(config.seed)
+    model = build_model(system.arch, width=config.width).to(device)
+    model = model.to(memory_format=memory_format)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+
+    epoch_done, best_score, best_epoch, elapsed = 0, -math.inf, 0, 0.0
+    counters = dict.fromkeys(COUNTERS, 0)
+    rows: list[dict[str, Any]] = []
+    state = _load_state(out, device)
+    if state is not None:
+        if state["identity"] != json.dumps(config.identity(), sort_keys=True):
+            raise RobustmerError(
+                f"{out / STATE_FILE}: resume state of another configuration; expected the "
+                f"configuration of {out / CONFIG_FILE}"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        epoch_done, best_epoch = int(state["epoch"]), int(state["best_epoch"])
+        best_score = float(state["best_score"])
+        elapsed = float(state["elapsed"])
+        counters.update({k: int(v) for k, v in state["counters"].items()})
+        rows = [dict(r) for r in state["rows"]]
+        on_disk = _best_epoch_on_disk(out)
+        if on_disk != best_epoch:
+            if best_epoch != epoch_done:
+                raise RobustmerError(
+                    f"{out / BEST_FILE}: holds epoch {on_disk}, the resume state says best "
+                    f"epoch {best_epoch}; expected a consistent run: delete the run directory"
+                )
+            _save_best(out, model, config, cache_obj, best_epoch, best_score)
+        _write_metrics(out / METRICS_FILE, rows)
+        logger.info(
+            "%s: resuming after epoch %d (best %.4f at epoch %d)",
+            out,
+            epoch_done,
+            best_score,
+            best_epoch,
+        )
+
+    batch = config.batch_size
+    n_batches = n_train // batch  # the last incomplete batch is dropped
+    label = f"{system.name} seed {config.seed}"
+    stopped_early = epoch_done > 0 and epoch_done - best_epoch >= config.patience
+
+    bar_context = progress_bar() if progress else contextlib.nullcontext()
+    with _deterministic(device), bar_context as bar:
+        epoch_task = batch_task = None
+        if bar is not None:
+            epoch_task = bar.add_task(label, total=config.max_epochs, completed=epoch_done)
+            batch_task = bar.add_task("  batches", total=n_batches)
+        for epoch in range(epoch_done + 1, config.max_epochs + 1):
+            if stopped_early:
+                break
+            t0 = time.perf_counter()
+            adversarial = is_adversarial_epoch(system, config, epoch)
+            shuffle = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, _SHUFFLE_STREAM))
+            perm = torch.randperm(n_train, generator=shuffle).to(device)  # [n_train]
+            torch.manual_seed(epoch_seed(config.seed, epoch, _DROPOUT_STREAM))
+            model.train()
+            losses, adv_losses = [], []
+            if bar is not None:
+                bar.reset(
+                    batch_task,
+                    total=n_batches,
+                    description="  adversarial batches" if adversarial else "  batches",
+                )
+            for b in range(n_batches):
+                idx = perm[b * batch : (b + 1) * batch]  # [B]
+                xb = x_tr[idx].contiguous(memory_format=memory_format)  # [B, 1, F, 149]
+                yb, mb = y_tr[idx], m_tr[idx]  # [B, 8], [B, 7]
+                loss = training_step(model, optimizer, xb, yb, mb, system=system, config=config)
+                losses.append(loss)
+                counters["forward_clip_passes"] += batch
+                counters["backward_clip_passes"] += batch
+                counters["optimizer_steps"] += 1
+                if adversarial:
+                    assert attack is not None
+                    adv_loss, result = adversarial_step(
+                        model, optimizer, xb, yb, config=config, attack=attack
+                    )
+                    adv_losses.append(adv_loss)
+                    iterations = int(result.iterations.sum())
+                    counters["attack_calls"] += 1
+                    counters["attack_clip_iterations"] += iterations
+                    counters["forward_clip_passes"] += int(result.model_passes) + batch
+                    counters["backward_clip_passes"] += iterations + batch
+                    counters["optimizer_steps"] += 1
+                    counters["adversarial_steps"] += 1
+                if bar is not None:
+                    bar.advance(batch_task)
+
+            p_emo, p_mid = predict(
+                model, x_va, batch_size=config.eval_batch_size, channels_last=config.channels_last
+            )
+            counters["validation_clip_passes"] += x_va.shape[0]
+            counters["forward_clip_passes"] += x_va.shape[0]
+            emo_corr = average_correlation(y_va_np, p_emo)
+            mid_corr = average_correlation(m_va_np, p_mid) if p_mid is not None else math.nan
+            score = _monitored(system, config, emo_corr, mid_corr)
+            # The first epoch always counts (so a checkpoint exists); a NaN score never does.
+            improved = best_epoch == 0 or (
+                not math.isnan(score) and (math.isnan(best_score) or score > best_score)
+            )
+            if improved:
+                best_score, best_epoch = score, epoch
+            seconds = time.perf_counter() - t0
+            elapsed += seconds
+            row = {
+                "epoch": epoch,
+                "train_loss": float(torch.stack(losses).mean()),
+                "adv_loss": float(torch.stack(adv_losses).mean()) if adv_losses else math.nan,
+                "val_avg_corr": emo_corr,
+                "val_mid_corr": mid_corr,
+                "monitored": score,
+                "best": improved,
+                "best_score": best_score,
+                "seconds": seconds,
+                "adversarial": adversarial,
+            }
+            rows.append(row)
+            _save_state(
+                out,
+                {
+                    "format": STATE_FORMAT,
+                    "identity": json.dumps(config.identity(), sort_keys=True),
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "best_score": best_score,
+                    "best_epoch": best_epoch,
+                    "elapsed": elapsed,
+                    "counters": dict(counters),
+                    "rows": rows,
+                },
+            )
+            if improved:
+                _save_best(out, model, config, cache_obj, epoch, best_score)
+            _write_metrics(out / METRICS_FILE, rows)
+            logger.info(
+                "%s epoch %d%s: train loss %.5f, val corr %.4f, monitored %.4f%s (%.1f s)",
+                label,
+                epoch,
+                " (adversarial)" if adversarial else "",
+                row["train_loss"],
+                emo_corr,
+                score,
+                " *" if improved else "",
+                seconds,
+            )
+            if bar is not None:
+                bar.update(
+                    epoch_task,
+                    completed=epoch,
+                    description=f"{label} val r={emo_corr:.3f} best={best_score:.3f}@{best_epoch}",
+                )
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+            stopped_early = epoch - best_epoch >= config.patience
+
+        t0 = time.perf_counter()
+        best_model = load_model(out / BEST_FILE, device=device)
+        best_model = best_model.to(memory_format=memory_format)
+        metrics = {
+            split: _split_report(best_model, cache_obj, split, config, device)
+            for split in ("train", "validation", "test")
+        }
+        elapsed += time.perf_counter() - t0
+
+    epochs_run = len(rows)
+    final = {
+        "system": system.name,
+        "seed": config.seed,
+        "arch": system.arch,
+        "width": config.width,
+        "monitor": config.monitor,
+        "best_epoch": best_epoch,
+        "best_score": best_score,
+        "epochs_run": epochs_run,
+        "stopped_early": epochs_run < config.max_epochs,
+        "metrics": metrics,
+        "cost": {
+            "wall_seconds": elapsed,
+            "epochs_run": epochs_run,
+            "adversarial_epochs": sum(bool(r["adversarial"]) for r in rows),
+            **counters,
+            "device": str(device),
+            "device_name": (
+                torch.cuda.get_device_name(device)
+                if device.type == "cuda"
+                else platform.processor() or platform.machine()
+            ),
+            "torch": torch.__version__,
+        },
+    }
+    write_json(out / FINAL_FILE, final)
+    logger.info(
+        "%s: done, best epoch %d, test avg corr %.4f",
+        label,
+        best_epoch,
+        metrics["test"]["emotions"]["avg_corr"],
+    )
+    return read_json(out / FINAL_FILE)
+
+
+@dataclass
+class Run:
+    """A trained run, loaded by :func:`load_run`.
+
+    Attributes
+    ----------
+    path : Path
+        Run directory.
+    model : MERModel
+        Best checkpoint, in eval mode, on the requested device.
+    config : TrainConfig
+    system : SystemSpec
+    cache : robustmer.data.Cache
+        The data cache the run was trained on.
+    final : dict or None
+        Content of ``final.json`` (``None`` while the run is unfinished).
+    """
+
+    path: Path
+    model: MERModel
+    config: TrainConfig
+    system: SystemSpec
+    cache: Cache
+    final: dict[str, Any] | None
+
+
+def _recorded_cache_path(run_dir: Path, record: dict) -> Path:
+    entry = record.get("cache", {})
+    candidates = []
+    if entry.get("relative_path"):
+        candidates.append((run_dir / entry["relative_path"]).resolve())
+    if entry.get("path"):
+        candidates.append(Path(entry["path"]))
+    for candidate in candidates:
+        if (candidate / "manifest.json").is_file():
+            return candidate
+    raise RobustmerError(
+        f"{run_dir / CONFIG_FILE}: the recorded data cache "
+        f"({', '.join(str(c) for c in candidates) or 'none'}) was not found; expected it "
+        "beside the run as when it was trained, or pass the cache explicitly"
+    )
+
+
+def load_run(
+    run_dir: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "cpu",
+    cache: str | os.PathLike[str] | Cache | None = None,
+) -> Run:
+    """Load a run's best model, configuration and data cache.
+
+    Parameters
+    ----------
+    run_dir : str or PathLike
+    device : str or torch.device
+        Where to put the model (``"auto"``, ``"cpu"``, ``"cuda[:N]"``).
+    cache : str, PathLike or Cache, optional
+        Use this cache instead of the recorded one (its manifest hash must match).
+
+    Raises
+    ------
+    RobustmerError
+        Missing run directory, config or checkpoint, or a cache of other data.
+    """
+    from robustmer.data import Cache, load_cache
+    from robustmer.models import ModelConfig, load_model
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RobustmerError(f"{run_dir}: run directory not found; expected a training run")
+    record = read_json(run_dir / CONFIG_FILE)
+    if record.get("format") != RUN_FORMAT:
+        raise RobustmerError(
+            f"{run_dir / CONFIG_FILE}: not a robustmer training run; expected format {RUN_FORMAT}"
+        )
+    config = TrainConfig.from_dict(record["train_config"])
+    system = get_system(config.system)
+    best = run_dir / BEST_FILE
+    if not best.is_file():
+        raise RobustmerError(
+            f"{best}: no checkpoint; expected a run that completed at least one epoch"
+        )
+    dev = resolve_device(device) if isinstance(device, str) else device
+    model = load_model(best, expected=ModelConfig(system.arch, config.width), device=dev)
+    if cache is None:
+        cache_obj = load_cache(_recorded_cache_path(run_dir, record))
+    else:
+        cache_obj = cache if isinstance(cache, Cache) else load_cache(cache)
+    recorded_hash = record.get("cache", {}).get("manifest_hash")
+    if cache_obj.manifest_hash != recorded_hash:
+        raise RobustmerError(
+            f"{cache_obj.path}: data cache differs from the one {run_dir} was trained on "
+            f"(manifest hash {cache_obj.manifest_hash[:12]} vs {str(recorded_hash)[:12]}); "
+            "expected the same cache"
+        )
+    final_path = run_dir / FINAL_FILE
+    final = read_json(final_path) if final_path.is_file() else None
+    return Run(
+        path=run_dir, model=model, config=config, system=system, cache=cache_obj, final=final
+    )
