@@ -19,8 +19,13 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
-def progress_bar(*, transient: bool = True, extra_columns: tuple[Any, ...] = ()) -> Any:
-    """Return a configured :class:`rich.progress.Progress` (use as a context manager)."""
+def progress_bar(
+    *, enabled: bool = True, transient: bool = True, extra_columns: tuple[Any, ...] = ()
+) -> Any:
+    """Return a configured :class:`rich.progress.Progress` (use as a context manager).
+
+    ``enabled=False`` gives a silent bar, e.g. inside another live display (rich allows one).
+    """
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -40,5 +45,5 @@ def progress_bar(*, transient: bool = True, extra_columns: tuple[Any, ...] = ())
         *extra_columns,
         console=Console(stderr=True),
         transient=transient,
-        disable=not progress_enabled(),
+        disable=not (enabled and progress_enabled()),
     )

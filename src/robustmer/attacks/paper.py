@@ -1,0 +1,437 @@
+"""The untargeted attack of Hoedt, Flexer & Widmer (SMC 2025), DESIGN.md §7, batched.
+
+Per clip: ``δ = 0``; each iteration predicts ``p = f(x + δ)`` and the Pearson correlation
+``r`` between ``p`` and the clip's 8 true ratings. The first iteration sets the threshold
+``τ = ceil(10·r)/10``. Whenever ``r ≤ τ`` the current ``δ`` becomes the best one and ``τ`` is
+lowered by 0.1, unless ``τ < -0.9`` already, in which case the clip has converged and stops.
+Otherwise (and also after lowering ``τ``) ``δ`` takes one Adam step (learning rate 0.002) on
+the negated sign of ``∂MSE(p, y)/∂δ`` (gradient ascent). At most ``max_iters`` = 1000
+iterations. The returned example is ``x + best δ``.
+
+Python-float semantics of the reference code (CPJKU/robustness_mer_bottleneck,
+``adversary/attacker.py``), kept exactly:
+
+- ``τ`` is a float64 and 0.1 is subtracted in float64 each time, so it walks
+  0.8, 0.7000000000000001, 0.6000000000000001, ... and the last value that is still
+  ``≥ -0.9`` is lowered once more to about ``-1.0``: a clip converges only when its
+  correlation reaches ``τ ≈ -1`` (in practice: almost never; most clips run 1000 iterations).
+- The reference re-initialises ``τ`` whenever it is *falsy* (``if not τ``), i.e. not only on
+  the first iteration but also whenever ``τ`` has become exactly ``0.0``, which happens for
+  clips that start at ``τ = 0.1`` or ``0.2`` (0.2 - 0.1 - 0.1 == 0.0 in floating point). In
+  that state ``τ`` is reset to ``ceil(10·r)/10`` of the current iteration. ``reference`` mode
+  reproduces this (quirk (c) below); ``bounded`` mode initialises ``τ`` on the first iteration
+  only.
+- A correlation that is undefined (constant prediction; SciPy returns NaN) never counts as
+  ``r ≤ τ``; where the reference would crash on ``ceil(NaN)`` at the first iteration, ``τ``
+  stays unset (NaN) until the first defined correlation.
+
+Modes (:data:`MODES`):
+
+``reference``
+    Reproduces the paper's code: (a) no effective clipping of δ (the intended clamp to
+    ±0.001 was a no-op); (b) the logged prediction ``pred`` is the one of the *last*
+    iteration's forward pass, not of the returned ``x + best δ``; (c) the ``τ == 0.0``
+    re-initialisation above.
+``bounded``
+    The project's variant: δ is projected onto the L∞ ball of radius ``epsilon`` after every
+    step, ``pred = f(x_adv)`` for the returned example, ``τ`` set once.
+
+Batching: the whole batch is attacked at once. Every clip has its own Adam moments; since all
+clips start together and a clip leaves the batch when it converges, the Adam step count is
+the same for every clip still active. Converged clips are dropped from later forward passes.
+The MSE is a per-clip mean over the 8 emotions (summed over clips), so a clip's gradient, and
+with the model in eval mode its whole result, does not depend on its batch-mates.
+
+Only ``precision="fp32"`` is promised to match the reference; ``"bf16"`` runs the forward
+and backward passes under ``torch.autocast(dtype=torch.bfloat16)`` for speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+
+import torch
+from torch import nn
+
+from robustmer.attacks.base import Attack, ProgressCallback, model_outputs
+from robustmer.attacks.result import (
+    AttackResult,
+    MagnitudeScale,
+    clip_pearson,
+    perturbation_norms,
+    snr_db,
+)
+from robustmer.errors import RobustmerError
+
+__all__ = [
+    "ADAM_BETAS",
+    "ADAM_EPS",
+    "MODES",
+    "PRECISIONS",
+    "PaperAttack",
+    "PaperMode",
+    "adam_step",
+    "paper_attack",
+    "update_threshold",
+]
+
+logger = logging.getLogger(__name__)
+
+ADAM_BETAS: tuple[float, float] = (0.9, 0.999)
+"""``torch.optim.Adam`` defaults, used by the reference code."""
+
+ADAM_EPS: float = 1e-8
+"""``torch.optim.Adam`` default ``eps``."""
+
+THRESHOLD_STEP: float = 0.1
+"""The correlation threshold is lowered by this much each time it is reached."""
+
+THRESHOLD_FLOOR: float = -0.9
+"""The threshold is lowered only while ``τ ≥ -0.9``; reaching ``τ`` below that converges."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperMode:
+    """What distinguishes the paper attack's modes.
+
+    Attributes
+    ----------
+    bounded : bool
+        Project δ onto the L∞ ball of radius ``epsilon`` after each step (needs ``epsilon``).
+    pred_from_last_pass : bool
+        Report the last iteration's prediction as ``pred`` (quirk (b)) instead of ``f(x_adv)``.
+    reinit_at_zero : bool
+        Re-initialise ``τ`` whenever it is exactly 0.0 (quirk (c), ``if not τ``).
+    """
+
+    bounded: bool
+    pred_from_last_pass: bool
+    reinit_at_zero: bool
+
+
+MODES: dict[str, PaperMode] = {
+    "reference": PaperMode(bounded=False, pred_from_last_pass=True, reinit_at_zero=True),
+    "bounded": PaperMode(bounded=True, pred_from_last_pass=False, reinit_at_zero=False),
+}
+"""Registry of the paper attack's modes."""
+
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+"""Autocast dtype per precision name (``None``: plain float32)."""
+
+
+def update_threshold(
+    r: torch.Tensor, tau: torch.Tensor, *, reinit_at_zero: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of the paper attack's threshold schedule, for each clip (DESIGN.md §7).
+
+    Parameters
+    ----------
+    r : torch.Tensor, float64, shape [B]
+        Current correlation of each clip's prediction with its true ratings (NaN: undefined).
+    tau : torch.Tensor, float64, shape [B]
+        Current thresholds; NaN means "not set yet" (the first iteration).
+    reinit_at_zero : bool
+        Also (re-)initialise where ``tau == 0.0`` (the reference's ``if not τ``).
+
+    Returns
+    -------
+    tau_new : torch.Tensor, float64, shape [B]
+        Threshold for the next iteration: ``τ - 0.1`` (in float64) where the clip reached
+        ``τ`` and ``τ ≥ -0.9``, else ``τ``.
+    reached : torch.Tensor, bool, shape [B]
+        ``r ≤ τ``: the current δ becomes the clip's best δ.
+    converged : torch.Tensor, bool, shape [B]
+        ``r ≤ τ`` with ``τ < -0.9``: the clip stops.
+    """
+    assert r.dtype == torch.float64 and tau.dtype == torch.float64, (r.dtype, tau.dtype)
+    assert r.shape == tau.shape, (r.shape, tau.shape)
+    unset = torch.isnan(tau)  # [B]
+    if reinit_at_zero:
+        unset = unset | (tau == 0.0)
+    # ceil(10 r) / 10 as in Python (k / 10 is correctly rounded); + 0.0 turns -0.0 into 0.0
+    initial = torch.ceil(r * 10.0) / 10.0 + 0.0  # [B]
+    tau = torch.where(unset & ~torch.isnan(r), initial, tau)  # [B]
+    reached = r <= tau  # [B]; False for NaN r or NaN tau
+    can_lower = tau >= THRESHOLD_FLOOR  # [B]
+    tau_new = torch.where(reached & can_lower, tau - THRESHOLD_STEP, tau)  # [B]
+    converged = reached & ~can_lower  # [B]
+    return tau_new, reached, converged
+
+
+def adam_step(
+    param: torch.Tensor,
+    grad: torch.Tensor,
+    exp_avg: torch.Tensor,
+    exp_avg_sq: torch.Tensor,
+    step: int,
+    *,
+    lr: float,
+    betas: tuple[float, float] = ADAM_BETAS,
+    eps: float = ADAM_EPS,
+) -> None:
+    """One Adam update, in place, with the exact operations of ``torch.optim.Adam``.
+
+    Every element is independent, so a batch of perturbations ``[B, ...]`` gets per-clip
+    Adam state as long as all clips share the step count ``step`` (Kingma & Ba, 2015;
+    ``torch.optim.Adam`` with ``amsgrad=False``, ``weight_decay=0``).
+
+    Parameters
+    ----------
+    param : torch.Tensor
+        The tensor being optimised (here δ, ``[B, 1, F, T]``); updated in place.
+    grad : torch.Tensor
+        Its gradient, same shape.
+    exp_avg, exp_avg_sq : torch.Tensor
+        First and second moment estimates, same shape, zero before the first step; updated.
+    step : int
+        Number of this step, from 1.
+    lr : float
+        Learning rate.
+    betas : tuple of float
+        Moment decay rates.
+    eps : float
+        Added to the denominator.
+    """
+    assert step >= 1
+    beta1, beta2 = betas
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    step_size = lr / bias_correction1
+    denom = (exp_avg_sq.sqrt() / bias_correction2**0.5).add_(eps)
+    param.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class PaperAttack(Attack):
+    """The paper's untargeted attack (see the module docstring and DESIGN.md §7).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Model under attack (output: ``MEROutput``-like or a ``[B, 8]`` tensor).
+    lr : float
+        Adam learning rate on δ (paper: 0.002).
+    max_iters : int
+        Maximum iterations (forward passes) per clip (paper: 1000).
+    mode : str
+        ``"reference"`` or ``"bounded"`` (:data:`MODES`).
+    epsilon : float or None
+        L∞ radius for ``bounded`` mode (normalised-input units); must be None in
+        ``reference`` mode.
+    normalization : MagnitudeScale or None
+        For the SNR (:func:`robustmer.attacks.result.snr_db`); None gives NaN SNRs.
+    precision : str
+        ``"fp32"`` (matches the reference) or ``"bf16"`` (autocast, faster on GPUs).
+    callback : ProgressCallback or None
+        ``callback(iteration, n_active, mean_r)`` after each iteration's forward pass.
+    early_stop : bool
+        False keeps every clip in the loop for ``max_iters`` iterations even after it
+        converged (for benchmarks: a fixed amount of work).
+    """
+
+    name = "paper"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        lr: float = 0.002,
+        max_iters: int = 1000,
+        mode: str = "reference",
+        epsilon: float | None = None,
+        normalization: MagnitudeScale | None = None,
+        precision: str = "fp32",
+        callback: ProgressCallback | None = None,
+        early_stop: bool = True,
+    ) -> None:
+        super().__init__(model, callback=callback)
+        if mode not in MODES:
+            raise RobustmerError(f"attack mode {mode!r}: unknown; expected one of {list(MODES)}")
+        if precision not in PRECISIONS:
+            raise RobustmerError(
+                f"attack precision {precision!r}: unknown; expected one of {list(PRECISIONS)}"
+            )
+        if (
+            isinstance(lr, bool)
+            or not isinstance(lr, int | float)
+            or not (math.isfinite(lr) and lr > 0)
+        ):
+            raise RobustmerError(f"attack lr {lr!r}: invalid; expected a finite number > 0")
+        if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
+            raise RobustmerError(f"attack max_iters {max_iters!r}: invalid; expected an int >= 1")
+        self.mode_name = mode
+        self.mode = MODES[mode]
+        if self.mode.bounded:
+            if epsilon is None or not (math.isfinite(epsilon) and epsilon > 0):
+                raise RobustmerError(
+                    f"attack epsilon {epsilon!r}: invalid for bounded mode; "
+                    "expected a finite number > 0"
+                )
+        elif epsilon is not None:
+            raise RobustmerError(
+                f"attack epsilon {epsilon!r}: reference mode is unbounded; "
+                "expected no epsilon (or mode='bounded')"
+            )
+        self.lr = float(lr)
+        self.max_iters = max_iters
+        self.epsilon = None if epsilon is None else float(epsilon)
+        self.normalization = normalization
+        self.precision = precision
+        self.early_stop = early_stop
+
+    def settings(self) -> dict[str, object]:
+        """``{"attack", "mode", "epsilon", "lr", "max_iters", "precision"}``."""
+        return {
+            "attack": self.name,
+            "mode": self.mode_name,
+            "epsilon": self.epsilon,
+            "lr": self.lr,
+            "max_iters": self.max_iters,
+            "precision": self.precision,
+        }
+
+    def run(self, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
+        """Attack a checked batch ``x [B, 1, F, T]``, ``y [B, 8]``; see the class docs."""
+        start = time.perf_counter()
+        model, mode = self.model, self.mode
+        amp = PRECISIONS[self.precision]
+        b, device = x.shape[0], x.device
+
+        with torch.no_grad(), _autocast(device, amp):
+            pred_clean, mid_clean = model_outputs(model(x))  # [B, 8], [B, 7] | None
+        pred_clean = pred_clean.float()
+        passes = b
+
+        best = torch.zeros_like(x)  # [B, 1, F, T] best δ per clip
+        tau = torch.full((b,), float("nan"), dtype=torch.float64, device=device)  # [B]
+        iterations = torch.zeros(b, dtype=torch.int64, device=device)  # [B]
+        converged = torch.zeros(b, dtype=torch.bool, device=device)  # [B]
+        pred_last = pred_clean.clone()  # [B, 8]
+        mid_last = None if mid_clean is None else mid_clean.float().clone()  # [B, 7]
+
+        # compact state of the clips still active; pos maps them to batch positions
+        pos = torch.arange(b, device=device)  # [A]
+        xa, ya = x, y  # [A, 1, F, T], [A, 8]
+        delta = torch.zeros_like(x)  # [A, 1, F, T]
+        exp_avg = torch.zeros_like(x)  # [A, 1, F, T]
+        exp_avg_sq = torch.zeros_like(x)  # [A, 1, F, T]
+        tau_a = tau.clone()  # [A]
+
+        for it in range(1, self.max_iters + 1):
+            last = it == self.max_iters  # the final step's δ would never be evaluated
+            d = delta.detach().requires_grad_(not last)  # [A, 1, F, T]
+            with torch.set_grad_enabled(not last), _autocast(device, amp):
+                p, mid = model_outputs(model(xa + d))  # [A, 8], [A, 7] | None
+            p = p.float()
+            passes += len(pos)
+
+            r = clip_pearson(p, ya)  # [A] float64
+            tau_a, reached, stop = update_threshold(r, tau_a, reinit_at_zero=mode.reinit_at_zero)
+            if not self.early_stop:
+                stop = torch.zeros_like(stop)
+            best[pos[reached]] = delta[reached]
+            pred_last[pos] = p.detach()
+            if mid_last is not None and mid is not None:
+                mid_last[pos] = mid.detach().float()
+            iterations[pos] = it
+            tau[pos] = tau_a
+            converged[pos[stop]] = True
+            self._report(it, len(pos), r)
+            if last or bool(stop.all()):
+                break
+
+            loss = (p - ya).pow(2).mean(dim=1).sum()  # per-clip MSE, summed: [] scalar
+            (grad,) = torch.autograd.grad(loss, d)  # [A, 1, F, T]
+            if bool(stop.any()):
+                keep = ~stop  # [A]
+                pos, xa, ya, tau_a = pos[keep], xa[keep], ya[keep], tau_a[keep]
+                delta, exp_avg, exp_avg_sq = delta[keep], exp_avg[keep], exp_avg_sq[keep]
+                grad = grad[keep]
+            # every active clip has stepped in every earlier iteration: common step count
+            adam_step(delta, -grad.sign(), exp_avg, exp_avg_sq, it, lr=self.lr)
+            if mode.bounded:
+                assert self.epsilon is not None
+                delta.clamp_(-self.epsilon, self.epsilon)
+
+        x_adv = x + best  # [B, 1, F, T]
+        with torch.no_grad(), _autocast(device, amp):
+            pred_adv, mid_adv = model_outputs(model(x_adv))  # [B, 8], [B, 7] | None
+        pred_adv = pred_adv.float()
+        mid_adv = None if mid_adv is None else mid_adv.float()
+        passes += b
+        if mode.pred_from_last_pass:
+            pred, mid_reported = pred_last, mid_last
+        else:
+            pred, mid_reported = pred_adv, mid_adv
+
+        l2, linf = perturbation_norms(best)  # [B], [B]
+        return AttackResult(
+            x_adv=x_adv.detach().float().cpu(),
+            pred_clean=pred_clean.cpu(),
+            pred=pred.cpu(),
+            pred_of_x_adv=pred_adv.cpu(),
+            iterations=iterations.cpu(),
+            converged=converged.cpu(),
+            threshold=tau.cpu(),
+            l2=l2.cpu(),
+            linf=linf.cpu(),
+            snr_db=snr_db(x, x_adv, self.normalization),
+            midlevel_clean=None if mid_clean is None else mid_clean.float().cpu(),
+            midlevel_adv=None if mid_reported is None else mid_reported.cpu(),
+            model_passes=passes,
+            seconds=time.perf_counter() - start,
+        )
+
+
+def paper_attack(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    lr: float = 0.002,
+    max_iters: int = 1000,
+    mode: str = "reference",
+    epsilon: float | None = None,
+    normalization: MagnitudeScale | None = None,
+    precision: str = "fp32",
+    callback: ProgressCallback | None = None,
+) -> AttackResult:
+    """Run the paper's attack on a batch (DESIGN.md §7); see :class:`PaperAttack`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Model under attack.
+    x : torch.Tensor, shape [B, 1, F, T]
+        Normalised log spectrograms, on the model's device.
+    y : torch.Tensor, shape [B, 8]
+        True ratings / 10.
+    lr, max_iters, mode, epsilon, normalization, precision, callback
+        See :class:`PaperAttack`.
+
+    Returns
+    -------
+    AttackResult
+    """
+    attack = PaperAttack(
+        model,
+        lr=lr,
+        max_iters=max_iters,
+        mode=mode,
+        epsilon=epsilon,
+        normalization=normalization,
+        precision=precision,
+        callback=callback,
+    )
+    return attack(x, y)
