@@ -24,10 +24,18 @@ app = typer.Typer(
 
 
 def _register() -> None:
+    from robustmer.cli import attack as attack_cmds
     from robustmer.cli import data as data_cmds
+    from robustmer.cli import report as report_cmds
+    from robustmer.cli import study as study_cmds
+    from robustmer.cli import train as train_cmds
 
     app.command("synth")(data_cmds.synth)
     app.command("prepare")(data_cmds.prepare)
+    app.command("report")(report_cmds.report)
+    app.command("train")(train_cmds.train)
+    app.command("study")(study_cmds.study)
+    app.command("attack")(attack_cmds.attack)
 
 
 _register()

@@ -1,0 +1,343 @@
+"""``robustmer study``: data -> spectrograms -> systems x seeds -> attacks -> report.
+
+A study directory::
+
+    STUDY/study.json                  plan, settings and the state of every unit of work
+    STUDY/data/                       the synthetic data set (when no data is given)
+    STUDY/cache/                      prepared model inputs (unless --data names a cache)
+    STUDY/runs/<SYSTEM>-seed<SEED>/   one training run each, with attacks/paper/
+    STUDY/report/                     the report
+
+Every unit is resumable by its own files (a training run resumes from its last completed
+epoch, an attack that finished is skipped), so a study killed at any moment and started
+again with the same command redoes nothing that finished and ends with the same tables.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from robustmer._io import read_json, to_jsonable, write_json
+from robustmer.errors import RobustmerError
+from robustmer.study.profiles import StudyProfile, get_profile, shrunk
+
+logger = logging.getLogger(__name__)
+
+STUDY_FILE = "study.json"
+SYNTH_SEED = 0
+
+
+@dataclass(frozen=True)
+class ModelUnit:
+    """One system x seed: train, then attack on the test split."""
+
+    system: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.system}-seed{self.seed}"
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+    import torch
+
+    import robustmer
+
+    return {
+        "robustmer": robustmer.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+    }
+
+
+class StudyState:
+    """``study.json``: the plan, the settings and per-unit state, rewritten atomically."""
+
+    def __init__(self, path: Path, doc: dict[str, Any]) -> None:
+        self.path = path
+        self.doc = doc
+
+    @classmethod
+    def open(cls, out: Path, settings: dict[str, Any], plan: list[str]) -> StudyState:
+        path = out / STUDY_FILE
+        settings = json.loads(json.dumps(to_jsonable(settings)))  # tuples -> lists
+        if path.exists():
+            doc = read_json(path)
+            old = doc.get("settings") or {}
+            if old != settings:
+                differ = sorted(
+                    k for k in settings.keys() | old.keys() if old.get(k) != settings.get(k)
+                )
+                raise RobustmerError(
+                    f"{path}: this study directory was made with other settings "
+                    f"({', '.join(differ)} differ: was {[old.get(k) for k in differ]}, now "
+                    f"{[settings.get(k) for k in differ]}); use another --out, or the "
+                    "original command to resume"
+                )
+        else:
+            doc = {"settings": settings, "units": {}}
+        units = doc.setdefault("units", {})
+        for name in plan:
+            units.setdefault(name, {"state": "pending"})
+            if units[name]["state"] == "running":  # killed last time
+                units[name]["state"] = "pending"
+        doc["plan"] = plan
+        state = cls(path, doc)
+        state.save()
+        return state
+
+    def save(self) -> None:
+        write_json(self.path, self.doc)
+
+    def set(self, unit: str, state: str, **info: Any) -> None:
+        entry = self.doc["units"].setdefault(unit, {})
+        entry.update(state=state, updated=datetime.now(UTC).isoformat(timespec="seconds"), **info)
+        self.save()
+
+    def done(self, unit: str) -> bool:
+        return self.doc["units"].get(unit, {}).get("state") == "done"
+
+
+def _model_unit(
+    unit: ModelUnit,
+    cache_dir: str,
+    run_dir: str,
+    train_overrides: dict[str, Any],
+    attack: dict[str, Any],
+    device: str,
+    threads: int | None,
+) -> dict[str, float]:
+    """Train one system x seed and attack it (runs in the study process or a worker)."""
+    import torch
+
+    from robustmer.evaluation import attack_run
+    from robustmer.training import TrainConfig, train
+
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    config = TrainConfig(system=unit.system, seed=unit.seed, device=device, **train_overrides)
+    train(cache_dir, run_dir, config, progress=False)
+    t1 = time.perf_counter()
+    attack_run(
+        run_dir,
+        attack="paper",
+        split="test",
+        iters=attack.get("max_iters"),
+        lr=attack.get("lr"),
+        mode=attack.get("mode"),
+        epsilon=attack.get("epsilon"),
+        device=device,
+        progress=False,
+    )
+    return {"train_seconds": t1 - t0, "attack_seconds": time.perf_counter() - t1}
+
+
+def _prepare_data(
+    out: Path,
+    profile: StudyProfile,
+    *,
+    data: Path | None,
+    soundtracks: Path | None,
+    midlevel: Path | None,
+) -> tuple[Path, dict[str, Any]]:
+    """Synthesise and/or prepare the data; return the cache directory and its description."""
+    from robustmer.data import generate_synthetic, load_cache, prepare
+
+    if data is not None:
+        cache = load_cache(data)
+        return Path(data), {
+            "kind": "given cache",
+            "cache": str(data),
+            "manifest_hash": cache.manifest_hash,
+        }
+    cache_dir = out / "cache"
+    if soundtracks is None:
+        raw = out / "data"
+        generate_synthetic(raw, clips=profile.clips, seconds=profile.seconds, seed=SYNTH_SEED)
+        soundtracks, midlevel = raw / "soundtracks", raw / "midlevel"
+        kind = {
+            "kind": "synthetic",
+            "clips": profile.clips,
+            "seconds": profile.seconds,
+            "seed": SYNTH_SEED,
+        }
+    else:
+        kind = {"kind": "real", "soundtracks": str(soundtracks), "midlevel": str(midlevel)}
+    prepare(soundtracks, midlevel, cache_dir, frames=profile.frames, progress=False)
+    cache = load_cache(cache_dir)
+    return cache_dir, {
+        **kind,
+        "cache": str(cache_dir),
+        "manifest_hash": cache.manifest_hash,
+        "clips_in_cache": len(cache.ids),
+    }
+
+
+def run_study(
+    out: str | Path = "robustmer-study",
+    *,
+    data: str | Path | None = None,
+    soundtracks: str | Path | None = None,
+    midlevel: str | Path | None = None,
+    profile: str | StudyProfile | None = None,
+    systems: tuple[str, ...] | None = None,
+    seeds: tuple[int, ...] | None = None,
+    device: str = "auto",
+    jobs: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Run (or resume) a whole study and write its report.
+
+    Parameters
+    ----------
+    out : str or Path
+        Study directory.
+    data : str or Path, optional
+        An existing cache made by ``robustmer prepare``.
+    soundtracks, midlevel : str or Path, optional
+        Real data directories (both or neither); ``prepare`` is run on them.
+    profile : {"quick", "paper"} or StudyProfile, optional
+        A named profile or your own :class:`StudyProfile`. Default: ``quick`` when no data
+        is given (built-in synthetic data), else ``paper``.
+    systems, seeds : tuple, optional
+        Subsets to run instead of the profile's (all five systems; 3 or 10 seeds).
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+    jobs : int, optional
+        Parallel worker processes for independent system x seed units, each with
+        ``cpu_count // jobs`` torch threads. Default: the CPU count when running on the CPU
+        (small models use cores better in separate processes), 1 on a GPU. Results are
+        deterministic for a given ``jobs`` on the same machine.
+    progress : bool
+        Show the study's progress display.
+
+    Returns
+    -------
+    Path
+        The report directory.
+    """
+    from robustmer.progress import progress_bar
+    from robustmer.training import get_system, resolve_device
+
+    out = Path(out)
+    if data is not None and (soundtracks is not None or midlevel is not None):
+        raise RobustmerError("give either --data or --soundtracks/--midlevel, not both")
+    if (soundtracks is None) != (midlevel is None):
+        raise RobustmerError("real data needs both --soundtracks and --midlevel")
+    if jobs is not None and jobs < 1:
+        raise RobustmerError(f"--jobs {jobs}; expected at least 1")
+    given = data is not None or soundtracks is not None
+    if isinstance(profile, StudyProfile):
+        prof = profile
+    else:
+        prof = get_profile(profile or ("paper" if given else "quick"))
+    prof = prof.with_overrides(systems=systems, seeds=seeds)
+    for name in prof.systems:
+        get_system(name)
+    if any(s < 0 for s in prof.seeds):
+        raise RobustmerError(f"--seeds {prof.seeds}; expected non-negative integers")
+    resolved = str(resolve_device(device))
+
+    units = [ModelUnit(s, seed) for s in prof.systems for seed in prof.seeds]
+    plan = ["data", *(f"model/{u.name}" for u in units), "report"]
+    settings = {
+        "profile": prof.to_dict(),
+        "data": str(data) if data else None,
+        "soundtracks": str(soundtracks) if soundtracks else None,
+        "midlevel": str(midlevel) if midlevel else None,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    state = StudyState.open(out, settings, plan)
+    state.doc.update(
+        profile=prof.name,
+        shrunk=shrunk(prof),
+        attack={"name": "paper", "split": "test", **prof.attack},
+        device=resolved,
+        versions=_versions(),
+    )
+    state.save()
+
+    t_start = time.perf_counter()
+    with progress_bar(transient=False) as bar:
+        task = bar.add_task("study", total=len(plan), visible=progress)
+        bar.update(task, completed=sum(state.done(u) for u in plan))
+
+        bar.update(task, description="study: data")
+        cache_ok = "data" in state.doc and Path(state.doc["data"]["cache"]).is_dir()
+        if not (state.done("data") and cache_ok):
+            _, state.doc["data"] = _prepare_data(
+                out,
+                prof,
+                data=Path(data) if data else None,
+                soundtracks=Path(soundtracks) if soundtracks else None,
+                midlevel=Path(midlevel) if midlevel else None,
+            )
+            state.set("data", "done")
+            bar.advance(task)
+        cache_dir = Path(state.doc["data"]["cache"])
+
+        todo = [u for u in units if not state.done(f"model/{u.name}")]
+        cpus = os.cpu_count() or 1
+        workers = jobs if jobs is not None else (cpus if resolved == "cpu" else 1)
+        workers = max(1, min(workers, len(todo)))
+        threads = max(1, cpus // workers) if workers > 1 else None
+        args = {
+            u.name: (
+                u,
+                str(cache_dir),
+                str(out / "runs" / u.name),
+                prof.train,
+                prof.attack,
+                resolved,
+                threads,
+            )
+            for u in todo
+        }
+
+        def finish(u: ModelUnit, seconds: dict[str, float]) -> None:
+            state.set(f"model/{u.name}", "done", **{k: round(v, 3) for k, v in seconds.items()})
+            bar.advance(task)
+
+        if workers == 1:
+            for u in todo:
+                bar.update(task, description=f"study: {u.name}")
+                state.set(f"model/{u.name}", "running")
+                finish(u, _model_unit(*args[u.name]))
+        else:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                running = {}
+                for u in todo:
+                    state.set(f"model/{u.name}", "running")
+                    running[pool.submit(_model_unit, *args[u.name])] = u
+                while running:
+                    names = ", ".join(sorted(u.name for u in running.values())[:4])
+                    bar.update(task, description=f"study: {names}")
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        finish(running.pop(fut), fut.result())
+
+        bar.update(task, description="study: report")
+        from robustmer.report import build_report
+
+        report = build_report(out)
+        state.doc["wall_seconds_last_invocation"] = round(time.perf_counter() - t_start, 3)
+        state.set("report", "done")
+        bar.advance(task)
+    return report
