@@ -538,8 +538,12 @@ def _blocks(
         blocks.append(
             FigureBlock(
                 figs["fig3"]["png"],
-                "ΔMAE per model (one point per seed); "
-                "red diamonds: the paper's approximate medians.",
+                "ΔMAE per model (one point per seed)"
+                + (
+                    "; red diamonds: the paper's approximate medians."
+                    if _opt(data.study, "data.kind", "unknown") == "real"
+                    else " (the paper's medians, 1.0-1.6, are drawn for real data only)."
+                ),
                 [(ext.upper(), str(p.relative_to(root))) for ext, p in figs["fig3"].items()],
             )
         )
@@ -768,7 +772,11 @@ def build_report(
         (tmp / "figures").mkdir()
         figs: dict[str, dict[str, Path]] = {}
         if not delta.empty:
-            figs["fig3"] = figures.figure_delta_mae(delta, tmp / "figures" / "fig3_delta_mae")
+            figs["fig3"] = figures.figure_delta_mae(
+                delta,
+                tmp / "figures" / "fig3_delta_mae",
+                show_paper=_opt(data.study, "data.kind", "unknown") == "real",
+            )
         if fig_seed is not None:
             fig4 = figures.figure_true_vs_pred(
                 data.clips, fig_seed, tmp / "figures" / "fig4_true_vs_pred"

@@ -68,7 +68,9 @@ def _limits(values: np.ndarray, pad: float) -> tuple[float, float]:
     return lo - margin, hi + margin
 
 
-def figure_delta_mae(delta: pd.DataFrame, stem: Path) -> dict[str, Path]:
+def figure_delta_mae(
+    delta: pd.DataFrame, stem: Path, *, show_paper: bool = True
+) -> dict[str, Path]:
     """Figure 3: box plots of ΔMAE per system, one point per model (seed).
 
     Parameters
@@ -78,6 +80,9 @@ def figure_delta_mae(delta: pd.DataFrame, stem: Path) -> dict[str, Path]:
         ``delta_mae`` on the rating/10 scale).
     stem : Path
         Output path without suffix; ``.png`` and ``.svg`` are written.
+    show_paper : bool
+        Mark the paper's approximate medians (meaningful for the real data only: on
+        other data they only squash the plot's scale).
 
     Returns
     -------
@@ -113,7 +118,7 @@ def figure_delta_mae(delta: pd.DataFrame, stem: Path) -> dict[str, Path]:
     paper = [
         (x, PAPER_TABLE1[s]["delta_mae_median"])
         for x, s in zip(positions, systems, strict=True)
-        if s in PAPER_TABLE1
+        if s in PAPER_TABLE1 and show_paper
     ]
     if paper:
         px, py = zip(*paper, strict=True)
