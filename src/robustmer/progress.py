@@ -6,6 +6,7 @@ stays quiet otherwise (``ROBUSTMER_PROGRESS=0`` disables it, ``=1`` forces it).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from typing import Any
@@ -19,6 +20,18 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
+@functools.cache
+def console() -> Any:
+    """The one stderr :class:`rich.console.Console` shared by progress bars and log output.
+
+    Sharing it lets rich print log records above a live progress display instead of
+    through it.
+    """
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
 def progress_bar(
     *, enabled: bool = True, transient: bool = True, extra_columns: tuple[Any, ...] = ()
 ) -> Any:
@@ -26,7 +39,6 @@ def progress_bar(
 
     ``enabled=False`` gives a silent bar, e.g. inside another live display (rich allows one).
     """
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -43,7 +55,7 @@ def progress_bar(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         *extra_columns,
-        console=Console(stderr=True),
+        console=console(),
         transient=transient,
         disable=not (enabled and progress_enabled()),
     )

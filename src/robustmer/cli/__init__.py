@@ -45,10 +45,12 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``robustmer`` console script."""
     from rich.logging import RichHandler
 
+    from robustmer.progress import console
+
     logging.basicConfig(
         level=logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(show_path=False, show_time=False)],
+        handlers=[RichHandler(console=console(), show_path=False, show_time=False)],
     )
     try:
         app(args=argv, standalone_mode=True)

@@ -272,13 +272,19 @@ def run_study(
     state.save()
 
     t_start = time.perf_counter()
-    with progress_bar(transient=False) as bar:
-        task = bar.add_task("study", total=len(plan), visible=progress)
-        bar.update(task, completed=sum(state.done(u) for u in plan))
+    from rich.progress import TextColumn
 
-        bar.update(task, description="study: data")
+    current = TextColumn("[cyan]{task.fields[current]}")
+    with progress_bar(transient=False, extra_columns=(current,)) as bar:
+        task = bar.add_task("study", total=len(plan), visible=progress, current="")
+        bar.update(task, completed=sum(state.done(u) for u in plan if u != "report"))
+
+        def show(text: str) -> None:
+            bar.update(task, current=text)
+
         cache_ok = "data" in state.doc and Path(state.doc["data"]["cache"]).is_dir()
         if not (state.done("data") and cache_ok):
+            show("data: synthesise/prepare" if data is None else "data: check cache")
             _, state.doc["data"] = _prepare_data(
                 out,
                 prof,
@@ -293,7 +299,7 @@ def run_study(
         todo = [u for u in units if not state.done(f"model/{u.name}")]
         cpus = os.cpu_count() or 1
         workers = jobs if jobs is not None else (cpus if resolved == "cpu" else 1)
-        workers = max(1, min(workers, len(todo)))
+        workers = max(1, min(workers, len(todo) or 1))
         threads = max(1, cpus // workers) if workers > 1 else None
         args = {
             u.name: (
@@ -314,7 +320,7 @@ def run_study(
 
         if workers == 1:
             for u in todo:
-                bar.update(task, description=f"study: {u.name}")
+                show(u.name)
                 state.set(f"model/{u.name}", "running")
                 finish(u, _model_unit(*args[u.name]))
         else:
@@ -322,22 +328,23 @@ def run_study(
 
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                running = {}
-                for u in todo:
-                    state.set(f"model/{u.name}", "running")
-                    running[pool.submit(_model_unit, *args[u.name])] = u
-                while running:
-                    names = ", ".join(sorted(u.name for u in running.values())[:4])
-                    bar.update(task, description=f"study: {names}")
-                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                queue, pending = list(todo), {}
+                while queue or pending:
+                    while queue and len(pending) < workers:  # submit only what can run now
+                        u = queue.pop(0)
+                        state.set(f"model/{u.name}", "running")
+                        pending[pool.submit(_model_unit, *args[u.name])] = u
+                    show(", ".join(sorted(u.name for u in pending.values())))
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in finished:
-                        finish(running.pop(fut), fut.result())
+                        finish(pending.pop(fut), fut.result())
 
-        bar.update(task, description="study: report")
+        show("report")
         from robustmer.report import build_report
 
         report = build_report(out)
         state.doc["wall_seconds_last_invocation"] = round(time.perf_counter() - t_start, 3)
         state.set("report", "done")
         bar.advance(task)
+        show("done")
     return report
