@@ -19,19 +19,17 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import platform
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-import robustmer
 from robustmer._io import atomic_directory, atomic_open, read_json, write_json, write_table
 from robustmer.errors import RobustmerError
 from robustmer.names import RATING_SCALE
+from robustmer.provenance import versions
 from robustmer.report import figures, render
 from robustmer.report.render import (
     Bullets,
@@ -357,17 +355,6 @@ def load_study(study_dir: str | os.PathLike[str], *, attack: str = "paper") -> S
 # ----------------------------------------------------------------------------- provenance
 
 
-def _environment() -> dict[str, str]:
-    """Versions of the report's own environment (read from package metadata, no imports)."""
-    out = {"python": platform.python_version(), "robustmer": robustmer.__version__}
-    for dist in ("numpy", "scipy", "pandas", "matplotlib", "torch"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
-
-
 def _attack_settings(data: StudyData) -> tuple[dict[str, Any], list[str]]:
     """The attack settings (study.json, else the runs' summaries) and remarks on them."""
     remarks = []
@@ -401,7 +388,7 @@ def provenance(data: StudyData, *, attack: str) -> dict[str, Any]:
         "device": study.get("device"),
         "training_devices": devices,
         "versions": study.get("versions"),
-        "report_environment": _environment(),
+        "report_environment": versions(),
     }
 
 

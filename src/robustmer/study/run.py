@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 
 from robustmer._io import read_json, to_jsonable, write_json
 from robustmer.errors import RobustmerError
+from robustmer.provenance import versions
 from robustmer.study.profiles import StudyProfile, get_profile, shrunk
 
 logger = logging.getLogger(__name__)
@@ -46,21 +46,6 @@ class ModelUnit:
     @property
     def name(self) -> str:
         return f"{self.system}-seed{self.seed}"
-
-
-def _versions() -> dict[str, str]:
-    import numpy
-    import torch
-
-    import robustmer
-
-    return {
-        "robustmer": robustmer.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "platform": platform.platform(),
-    }
 
 
 class StudyState:
@@ -267,7 +252,7 @@ def run_study(
         shrunk=shrunk(prof),
         attack={"name": "paper", "split": "test", **prof.attack},
         device=resolved,
-        versions=_versions(),
+        versions=versions(),
     )
     state.save()
 

@@ -41,6 +41,7 @@ from robustmer.errors import RobustmerError
 from robustmer.metrics import average_correlation, regression_report
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
 from robustmer.progress import progress_bar
+from robustmer.provenance import versions
 from robustmer.training.config import (
     MONITORS,
     SystemSpec,
@@ -175,19 +176,6 @@ def predict(
     return emotions, (np.concatenate(mid) if mid else None)
 
 
-def _versions() -> dict[str, str]:
-    import torch
-
-    import robustmer
-
-    return {
-        "robustmer": robustmer.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-    }
-
-
 def _run_record(config: TrainConfig, system: SystemSpec, cache: Cache, out: Path) -> dict:
     """The content of ``config.json``."""
     cache_path = Path(cache.path).resolve()
@@ -206,7 +194,7 @@ def _run_record(config: TrainConfig, system: SystemSpec, cache: Cache, out: Path
         },
         "frontend": cache.frontend.to_dict(),
         "normalization": cache.normalization.to_dict(),
-        "versions": _versions(),
+        "versions": versions(),
     }
 
 
