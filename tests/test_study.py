@@ -260,8 +260,15 @@ def test_parallel_workers_finish_every_unit(tiny_cache, tmp_path):
 def test_study_on_real_data_layout(tmp_path):
     st, mid = write_tiny_dataset(tmp_path / "raw", n=30, seconds=1.2)
     profile = TINY.with_overrides(systems=("A2B2E",), seeds=(6,))
-    report = run_study(tmp_path / "study", soundtracks=st, midlevel=mid, profile=profile,
-                       device="cpu", jobs=1, progress=False)
+    report = run_study(
+        tmp_path / "study",
+        soundtracks=st,
+        midlevel=mid,
+        profile=profile,
+        device="cpu",
+        jobs=1,
+        progress=False,
+    )
     state = json.loads((tmp_path / "study" / "study.json").read_text())
     assert state["data"]["kind"] == "real" and state["data"]["clips_in_cache"] == 30
     assert (tmp_path / "study" / "cache" / "manifest.json").is_file()

@@ -222,7 +222,7 @@ class TrainConfig:
 
 PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},
-    "quick": {"max_epochs": 20, "patience": 10, "width": 0.25, "adv_iters": 5},
+    "quick": {"max_epochs": 16, "patience": 8, "width": 0.25, "adv_iters": 5},
 }
 """Named sets of :class:`TrainConfig` overrides. ``paper`` = the paper's settings;
 ``quick`` = the laptop demo used by ``robustmer study`` on the synthetic data: fewer epochs,
