@@ -133,42 +133,30 @@ def make_study(root: Path) -> Path:
     )
     for (system, seed), (corr, mae, wall, epochs, fwd, bwd) in FINAL.items():
         run = study / "runs" / f"{system}-seed{seed}"
-        # aA2E runs are written in robustmer.training's layout (system and seed in
-        # final.json, config.json["system"] a dict, *_clip_passes counters); the others
-        # in the minimal layout of the report's input contract
-        training_layout = system == "aA2E"
+        # the layout robustmer.training writes: system and seed in final.json and in
+        # config.json["train_config"], config.json["system"] a dict, *_clip_* counters
         metrics = {"emotions": _metrics(corr, mae)}
         if system in BOTTLENECK:
             metrics["midlevel"] = _metrics(0.5, 0.12)
+        train_attack_iterations = 500 if system.startswith("a") else 0
+        config = {
+            "train_config": {"system": system, "seed": seed, "device": "cpu"},
+            "system": {"name": system, "adversarial": system.startswith("a")},
+        }
         final = {
+            "system": system,
+            "seed": seed,
             "best_epoch": epochs - 2,
             "metrics": {"train": metrics, "validation": metrics, "test": metrics},
-        }
-        train_attack_iterations = 500 if system.startswith("a") else 0
-        if training_layout:
-            config = {
-                "train_config": {"system": system, "seed": seed, "device": "cpu"},
-                "system": {"name": system, "arch": "a2e", "adversarial": True},
-            }
-            final |= {"system": system, "seed": seed}
-            final["cost"] = {
+            "cost": {
                 "wall_seconds": wall,
                 "epochs_run": epochs,
                 "forward_clip_passes": fwd,
                 "backward_clip_passes": bwd,
                 "attack_clip_iterations": train_attack_iterations,
                 "device": "cpu",
-            }
-        else:
-            config = {"system": system, "seed": seed, "profile": "quick"}
-            final["cost"] = {
-                "wall_seconds": wall,
-                "epochs": epochs,
-                "forward_passes": fwd,
-                "backward_passes": bwd,
-                "attack_iterations": train_attack_iterations,
-                "device": "cpu",
-            }
+            },
+        }
         _write(run / "config.json", config)
         _write(run / "final.json", final)
         if (system, seed) in ATTACKED:
@@ -190,13 +178,16 @@ def make_study(root: Path) -> Path:
                     "avg_corr_adv": -0.5,
                     "snr_db_mean": 32.0,
                     "snr_db_median": 32.0,
-                    ("attack_seconds" if training_layout else "seconds"): seconds,
+                    "attack_seconds": seconds,
                     "model_passes": 2000,
                     "settings": {"lr": 0.002, "max_iters": 1000, "mode": "reference"},
                 },
             )
     # a run that has not finished: config only
-    _write(study / "runs" / "A2M2E-seed42" / "config.json", {"system": "A2M2E", "seed": 42})
+    _write(
+        study / "runs" / "A2M2E-seed42" / "config.json",
+        {"train_config": {"system": "A2M2E", "seed": 42}, "system": {"name": "A2M2E"}},
+    )
     return study
 
 

@@ -213,6 +213,15 @@ def load_soundtracks(directory: str | Path) -> SoundtracksSet:
     return SoundtracksSet(ids, ratings, targets, {n: clips[n] for n in ids}, ratings_file)
 
 
+def find_midlevel_files(directory: str | Path) -> tuple[Path, Path]:
+    """Locate ``metadata.csv`` and ``annotations.csv`` in ``directory`` or one subfolder."""
+    root = _require_dir(directory, "mid-level")
+    return (
+        _find_file(root, METADATA_FILE, "mid-level metadata"),
+        _find_file(root, ANNOTATIONS_FILE, "mid-level annotations"),
+    )
+
+
 def read_midlevel(directory: str | Path, ids: list[int] | None = None) -> dict[int, np.ndarray]:
     """Read the mid-level annotations of the Soundtracks clips.
 
@@ -231,9 +240,7 @@ def read_midlevel(directory: str | Path, ids: list[int] | None = None) -> dict[i
         Mid-level ratings (annotation scale) keyed by Set-1 number, features in
         :data:`robustmer.names.MIDLEVEL_FEATURES` order.
     """
-    root = _require_dir(directory, "mid-level")
-    meta_path = _find_file(root, METADATA_FILE, "mid-level metadata")
-    ann_path = _find_file(root, ANNOTATIONS_FILE, "mid-level annotations")
+    meta_path, ann_path = find_midlevel_files(directory)
 
     meta = _read_csv(meta_path, ";")
     meta.columns = [str(c).strip() for c in meta.columns]

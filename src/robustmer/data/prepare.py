@@ -16,7 +16,7 @@ import numpy as np
 
 from robustmer._io import read_json, sha256_file
 from robustmer.data.cache import CACHE_FORMAT, CACHE_VERSION, write_cache
-from robustmer.data.loader import load_soundtracks, read_midlevel
+from robustmer.data.loader import find_midlevel_files, load_soundtracks, read_midlevel
 from robustmer.data.split import paper_split
 from robustmer.errors import RobustmerError
 from robustmer.names import RATING_SCALE
@@ -169,7 +169,7 @@ def prepare(
         excerpts.append(normalization.normalize(exc.astype(np.float64)).astype(np.float32))
         offsets.append(off)
 
-    midlevel_files = {name: sha256_file(p) for name, p in _midlevel_files(Path(midlevel)).items()}
+    midlevel_files = {p.name: sha256_file(p) for p in find_midlevel_files(midlevel)}
     write_cache(
         out,
         ids=st.ids,
@@ -192,12 +192,6 @@ def prepare(
     )
     logger.info("cache written to %s (%d clips, %d frames)", out, len(st.ids), frames)
     return out
-
-
-def _midlevel_files(root: Path) -> dict[str, Path]:
-    from robustmer.data.loader import ANNOTATIONS_FILE, METADATA_FILE, _find_file
-
-    return {name: _find_file(root, name, "mid-level") for name in (METADATA_FILE, ANNOTATIONS_FILE)}
 
 
 __all__ = ["NORM_STATS", "PAPER_FRAMES", "excerpt", "prepare"]

@@ -31,7 +31,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from robustmer._io import atomic_path, read_json, sha256_file, write_json, write_table
+from robustmer._io import (
+    atomic_path,
+    read_json,
+    sha256_file,
+    to_jsonable,
+    write_json,
+    write_table,
+)
 from robustmer.errors import RobustmerError
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
 
@@ -225,7 +232,7 @@ def attack_run(
             previous = None
         if (
             isinstance(previous, dict)
-            and previous.get("settings") == _jsonable(settings)
+            and previous.get("settings") == to_jsonable(settings)
             and (not save_examples or (out_dir / "examples.npy").is_file())
         ):
             logger.info("%s: attack already done with these settings; skipped", out_dir)
@@ -340,11 +347,3 @@ def attack_run(
         summary["attack_seconds"],
     )
     return read_json(summary_path)
-
-
-def _jsonable(obj: Any) -> Any:
-    import json
-
-    from robustmer._io import to_jsonable
-
-    return json.loads(json.dumps(to_jsonable(obj)))

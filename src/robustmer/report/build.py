@@ -138,41 +138,27 @@ def _read_clips(attack_dir: Path) -> tuple[pd.DataFrame, Path]:
 
 
 _IDENTITY_SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
-    "system": (
-        ("final", "system"),
-        ("config", "system"),
-        ("config", "system.name"),
-        ("config", "train_config.system"),
-    ),
-    "seed": (("final", "seed"), ("config", "seed"), ("config", "train_config.seed")),
+    "system": (("final", "system"), ("config", "system.name"), ("config", "train_config.system")),
+    "seed": (("final", "seed"), ("config", "train_config.seed")),
 }
-"""Where a run's system name and seed may be recorded, as (file, dotted key)."""
+"""Where training records a run's system name and seed, as (file, dotted key); all must agree."""
 
-_COST_KEYS: dict[str, tuple[str, ...]] = {
-    "wall_seconds": ("wall_seconds",),
-    "epochs": ("epochs", "epochs_run"),
-    "forward_passes": ("forward_passes", "forward_clip_passes"),
-    "backward_passes": ("backward_passes", "backward_clip_passes"),
-    "train_attack_iterations": ("attack_iterations", "attack_clip_iterations"),
+_COST_KEYS: dict[str, str] = {
+    "wall_seconds": "wall_seconds",
+    "epochs": "epochs_run",
+    "forward_passes": "forward_clip_passes",
+    "backward_passes": "backward_clip_passes",
+    "train_attack_iterations": "attack_clip_iterations",
 }
-"""Runs-table cost column -> accepted keys of ``final.json["cost"]`` (first present wins)."""
+"""Runs-table cost column -> key of ``final.json["cost"]`` (written by robustmer.training)."""
 
-_SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
-    "attack_seconds": ("seconds", "attack_seconds"),
-    "attack_model_passes": ("model_passes",),
-    "snr_db_mean": ("snr_db_mean",),
-    "snr_db_median": ("snr_db_median",),
+_SUMMARY_KEYS: dict[str, str] = {
+    "attack_seconds": "attack_seconds",
+    "attack_model_passes": "model_passes",
+    "snr_db_mean": "snr_db_mean",
+    "snr_db_median": "snr_db_median",
 }
-"""Runs-table attack column -> accepted keys of the attack's ``summary.json``."""
-
-
-def _first(obj: dict[str, Any] | None, keys: tuple[str, ...]) -> Any:
-    """The value of the first of ``keys`` present (not null) in ``obj``; NaN if none."""
-    for key in keys:
-        value = _opt(obj or {}, key, None)
-        if value is not None:
-            return value
-    return _NAN
+"""Runs-table attack column -> key of the attack's ``summary.json`` (robustmer.evaluation)."""
 
 
 def _identity(config: dict, final: dict, paths: dict[str, Path]) -> tuple[str, int]:
@@ -234,8 +220,8 @@ def _read_run(
     if not isinstance(cost, dict):
         notes.append(f"{run_dir.name}: final.json has no 'cost'; training cost unknown")
         cost = {}
-    for column, keys in _COST_KEYS.items():
-        row[column] = _number(_first(cost, keys), f"cost.{keys[0]}", final_path)
+    for column, key in _COST_KEYS.items():
+        row[column] = _number(cost.get(key), f"cost.{key}", final_path)
     row["train_device"] = str(cost.get("device", ""))
 
     attack_dir = run_dir / "attacks" / attack
@@ -266,8 +252,8 @@ def _read_run(
             )
     row["attacked"] = clips is not None
     summary_file = attack_dir / "summary.json"
-    for column, keys in _SUMMARY_KEYS.items():
-        row[column] = _number(_first(summary, keys), keys[0], summary_file)
+    for column, key in _SUMMARY_KEYS.items():
+        row[column] = _number((summary or {}).get(key), key, summary_file)
     return row, clips, summary, notes
 
 

@@ -15,7 +15,6 @@ again with the same command redoes nothing that finished and ends with the same 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -58,7 +57,7 @@ class StudyState:
     @classmethod
     def open(cls, out: Path, settings: dict[str, Any], plan: list[str]) -> StudyState:
         path = out / STUDY_FILE
-        settings = json.loads(json.dumps(to_jsonable(settings)))  # tuples -> lists
+        settings = to_jsonable(settings)  # tuples -> lists, as read back from JSON
         if path.exists():
             doc = read_json(path)
             old = doc.get("settings") or {}
