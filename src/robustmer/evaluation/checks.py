@@ -48,6 +48,7 @@ __all__ = [
     "check_transfer",
     "check_unbounded",
     "check_zero_gradients",
+    "is_noise",
     "masking_checks",
     "result_table",
     "transfer_matrix",
@@ -83,6 +84,11 @@ class Check:
         return dataclasses.asdict(self)
 
 
+def is_noise(attack: str) -> bool:
+    """Whether an attack label names the uniform-noise baseline (``noise``, ``noise-linf``)."""
+    return str(attack).split("-")[0] == "noise"
+
+
 def _verdict(ok: bool) -> str:
     return "pass" if ok else "warn"
 
@@ -90,7 +96,7 @@ def _verdict(ok: bool) -> str:
 def check_monotone(runs: pd.DataFrame, *, tolerance: float = 0.05) -> list[Check]:
     """ΔMAE of every bounded gradient attack rises with ε (mean over seeds), per system."""
     out = []
-    bounded = runs[runs["epsilon"].notna() & (runs["attack"] != "noise")]
+    bounded = runs[runs["epsilon"].notna() & ~runs["attack"].map(is_noise)]
     for (system, attack), g in bounded.groupby(["system", "attack"]):
         curve = g.groupby("epsilon")["delta_mae"].mean().sort_index()  # over seeds
         v = curve.to_numpy(np.float64)
@@ -120,15 +126,16 @@ def check_unbounded(runs: pd.DataFrame, *, max_corr: float = -0.5) -> list[Check
 
 
 def check_noise(runs: pd.DataFrame, *, max_ratio: float = 0.5) -> list[Check]:
-    """Uniform noise (attack ``noise``) does at most ``max_ratio`` of the best attack's ΔMAE."""
+    """Uniform noise (:func:`is_noise`) does at most ``max_ratio`` of the best attack's ΔMAE."""
     out = []
     bounded = runs[runs["epsilon"].notna()]
     means = bounded.groupby(["system", "epsilon", "attack"])["delta_mae"].mean()  # over seeds
     for (system, eps), g in means.groupby(level=["system", "epsilon"]):
         g = g.droplevel(["system", "epsilon"])
-        if "noise" not in g.index or len(g) < 2:
+        noisy = g.index.map(is_noise).to_numpy(bool)
+        if not noisy.any() or noisy.all():
             continue
-        noise, attack = float(g["noise"]), float(g.drop("noise").max())
+        noise, attack = float(g[noisy].max()), float(g[~noisy].max())
         ok = attack > 0 and noise <= max_ratio * attack
         out.append(Check(
             "noise", system, _verdict(ok),

@@ -218,7 +218,7 @@ def worst_case(clips: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     _require(clips, [*RUN_KEYS, "clip_id", "mae_clean", "mae_adv"], "worst_case")
     df = clips.assign(delta_mae=clips["mae_adv"] - clips["mae_clean"])
-    df = df.sort_values(["attack"], kind="stable")
+    df = df.sort_values(["attack"], kind="stable").reset_index(drop=True)  # unique labels
     keys = ["system", "seed", "clip_id", "epsilon"]
     idx = df.groupby(keys, dropna=False)["delta_mae"].idxmax()
     per_clip = df.loc[idx, [*keys, "mae_clean", "mae_adv", "delta_mae", "attack"]]

@@ -83,7 +83,7 @@ def load_attacks(study_dir: Path) -> pd.DataFrame:
 
 def _curve_attack(runs: pd.DataFrame) -> str | None:
     """The bounded attack run at the most ε values (ties: :data:`CURVE_ATTACKS` order)."""
-    bounded = runs[runs["epsilon"].notna() & (runs["attack"] != "noise")]
+    bounded = runs[runs["epsilon"].notna() & ~runs["attack"].map(chk.is_noise)]
     counts = bounded.groupby("attack")["epsilon"].nunique()
     if counts.empty:
         return None
@@ -223,7 +223,8 @@ def _tradeoff(runs: pd.DataFrame, per_clip: pd.DataFrame) -> tuple[pd.DataFrame,
 def _checks(runs: pd.DataFrame, attack: str | None, zero: dict[str, float],
             matrix: pd.DataFrame) -> list[chk.Check]:
     """All masking checks the study's outputs allow."""
-    curve_runs = runs[runs["attack"].isin([attack, "noise"]) | runs["epsilon"].isna()]
+    keep = (runs["attack"] == attack) | runs["attack"].map(chk.is_noise) | runs["epsilon"].isna()
+    curve_runs = runs[keep]
     found = [*chk.check_monotone(curve_runs), *chk.check_noise(curve_runs),
              *chk.check_unbounded(curve_runs), *chk.check_zero_gradients(zero)]
     if not matrix.empty:

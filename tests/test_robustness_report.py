@@ -1,0 +1,98 @@
+"""The report's robustness section, from a study directory whose attack outputs are real
+attack results (APGD and noise at two ε, an unbounded correlation attack) on small models.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from robustmer._io import write_json, write_table
+from robustmer.attacks.apgd import APGD, APGDConfig
+from robustmer.attacks.noise import Noise, NoiseConfig
+from robustmer.evaluation.checks import result_table
+from robustmer.evaluation.curves import run_metrics, worst_case
+from robustmer.report.robustness import attack_label, robustness_section
+
+
+def _model(scale: float, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    lin = nn.Linear(24, 8)
+    with torch.no_grad():
+        lin.weight.mul_(scale)
+    return nn.Sequential(nn.Flatten(), lin)
+
+
+def _write_attack(run: Path, cfg, result, y, system: str, seed: int, label_eps) -> None:
+    out = run / "attacks" / cfg.key()
+    out.mkdir(parents=True)
+    df = result_table(result, y, system=system, attack=cfg.name, epsilon=label_eps, seed=seed)
+    write_table(df, out / "clips")
+    write_json(out / "summary.json", {"settings": cfg.to_dict()})
+
+
+def _study(root: Path) -> Path:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(5, 1, 4, 6, generator=g), 0.2 + 0.6 * torch.rand(5, 8, generator=g)
+    for system, scale in (("A2E", 1.0), ("A2M2E", 0.3)):  # A2M2E: smaller weights
+        for seed in (6, 21):
+            run = root / "runs" / f"{system}-seed{seed}"
+            run.mkdir(parents=True)
+            write_json(run / "final.json", {"system": system, "seed": seed})
+            model = _model(scale, seed)
+            for eps in (0.05, 0.2):
+                for cfg, cls in ((APGDConfig(epsilon=eps, steps=15), APGD),
+                                 (NoiseConfig(epsilon=eps, restarts=2), Noise)):
+                    _write_attack(run, cfg, cls(model, cfg)(x, y), y, system, seed, eps)
+            free = APGDConfig(epsilon=100.0, steps=15, loss="corr")
+            _write_attack(run, free, APGD(model, free)(x, y), y, system, seed, None)
+    return root
+
+
+def test_robustness_section_from_a_small_study(tmp_path: Path) -> None:
+    study = _study(tmp_path / "study")
+    root = tmp_path / "report"
+    (root / "figures").mkdir(parents=True)
+    section = robustness_section(study, root, transfer=False, zero_gradients=False)
+    assert section.summary["curve_attack"] == "apgd-linf"
+    curves = pd.read_parquet(root / "robustness_curves.parquet")
+    assert len(curves) == 4 and set(curves["n_seeds"]) == {2}
+    # the curve means are the seed means of the per-model ΔMAE computed independently here
+    clips = pd.concat([pd.read_parquet(p) for p in study.glob("runs/*/attacks/*/clips.parquet")])
+    per_model = (clips.assign(d=clips["mae_adv"] - clips["mae_clean"])
+                 .query("attack == 'apgd' and epsilon == 0.2")
+                 .groupby(["system", "seed"])["d"].mean())
+    got = curves.set_index(["system", "epsilon"])["delta_mae"]
+    for system in ("A2E", "A2M2E"):
+        assert got[(system, 0.2)] == pytest.approx(per_model[system].mean())
+    # smaller weights move the prediction less: A2M2E is the more robust one at every ε
+    text = section.blocks[1].text
+    assert "At ε = 0.05 the most robust system" in text and "A2M2E" in text
+    checks = json.loads(json.dumps(section.summary["checks"]))
+    assert {c["check"] for c in checks} == {"monotone", "noise", "unbounded"}
+    assert all(c["verdict"] == "pass" for c in checks)
+    worst = pd.read_parquet(root / "worst_case.parquet")
+    wc = worst[(worst["attack"] == "worst case") & (worst["epsilon"] == 0.2)]
+    assert len(wc) == 2
+    assert (root / "figures" / "robustness_curves.png").is_file()
+    assert (root / "figures" / "tradeoff.png").is_file()
+    assert len(pd.read_parquet(root / "tradeoff.parquet")) == 4
+
+
+def test_attack_labels_and_worst_case_consistency(tmp_path: Path) -> None:
+    assert attack_label({"attack": "apgd", "norm": "l2", "loss": "corr"}) == "apgd-l2-corr"
+    assert attack_label({"attack": "paper", "mode": "reference"}) == "paper"
+    study = _study(tmp_path / "study")
+    clips = pd.concat([pd.read_parquet(p) for p in study.glob("runs/*/attacks/*/clips.parquet")])
+    per_clip, _ = worst_case(clips)
+    runs = run_metrics(clips)
+    # the worst case is never below any single attack's ΔMAE on the same clip
+    bounded = per_clip[per_clip["epsilon"].notna()]
+    assert len(bounded) == 2 * 2 * 5 * 2 and len(runs) == 2 * 2 * 5
+    merged = clips.merge(bounded, on=["system", "seed", "clip_id", "epsilon"], suffixes=("", "_w"))
+    assert (merged["delta_mae"] >= merged["mae_adv"] - merged["mae_clean"] - 1e-12).all()
