@@ -106,7 +106,13 @@ def _figure_curves(curve: pd.DataFrame, stem: Path, attack: str) -> dict[str, Pa
             color = SYSTEM_COLORS.get(system, "#777777")
             ax.plot(g[xcol], g[ycol], marker="o", label=system, color=color,
                     linestyle="--" if system.startswith("a") else "-")
-            ax.fill_between(g[xcol], g[f"{ycol}_lo"], g[f"{ycol}_hi"], color=color, alpha=0.15)
+            lo, hi = g[f"{ycol}_lo"], g[f"{ycol}_hi"]
+            if ycol == "avg_corr_adv":  # a correlation's interval ends at ±1
+                lo, hi = lo.clip(-1, 1), hi.clip(-1, 1)
+            ax.fill_between(g[xcol], lo, hi, color=color, alpha=0.15)
+        if not np.isfinite(curve[xcol].to_numpy(np.float64)).any():
+            ax.text(0.5, 0.5, "SNR not recorded", transform=ax.transAxes, ha="center")
+            continue
         if xcol == "epsilon":
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)
