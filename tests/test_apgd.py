@@ -195,6 +195,6 @@ def test_config_validation_and_round_trip() -> None:
                 {"epsilon": 0.1, "norm": "l1"}, {"epsilon": 0.1, "steps": 0}):
         with pytest.raises(RobustmerError):
             APGDConfig(**bad)
-    with pytest.raises(TypeError):
+    with pytest.raises(RobustmerError):
         APGDConfig()  # epsilon is required
     assert math.isclose(APGDConfig(epsilon=0.1).momentum, 0.75)

@@ -33,6 +33,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -75,7 +76,7 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 """Attack objectives ``(pred [B, 8], y [B, 8]) -> per-clip loss [B]``, maximised."""
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class APGDConfig(AttackConfig):
     """Settings of :class:`APGD` (see the module docstring).
 
@@ -84,7 +85,7 @@ class APGDConfig(AttackConfig):
     norm : str
         ``"linf"`` or ``"l2"``.
     epsilon : float
-        Radius of the ball (normalised-input units), > 0.
+        Radius of the ball (normalised-input units), > 0; required.
     steps : int
         Gradient steps per restart (N).
     restarts : int
@@ -99,9 +100,10 @@ class APGDConfig(AttackConfig):
         ``α``, the weight of the new step against the previous update, in (0, 1].
     """
 
-    name = "apgd"
+    name: ClassVar[str] = "apgd"
+
     norm: str = "linf"
-    epsilon: float
+    epsilon: float | None = None
     steps: int = 100
     restarts: int = 1
     seed: int = 0

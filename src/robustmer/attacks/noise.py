@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import math
 import time
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ from robustmer.attacks.result import AttackResult, MagnitudeScale, perturbation_
 __all__ = ["Noise", "NoiseConfig", "clip_generator", "mse_per_clip", "random_in_ball"]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class NoiseConfig(AttackConfig):
     """Settings of :class:`Noise`.
 
@@ -38,16 +39,17 @@ class NoiseConfig(AttackConfig):
     norm : str
         ``"linf"`` or ``"l2"``.
     epsilon : float
-        Radius of the ball (normalised-input units), > 0.
+        Radius of the ball (normalised-input units), > 0; required.
     restarts : int
         Draws per clip; the one with the highest MSE is kept.
     seed : int
         Seed of the draws.
     """
 
-    name = "noise"
+    name: ClassVar[str] = "noise"
+
     norm: str = "linf"
-    epsilon: float
+    epsilon: float | None = None
     restarts: int = 1
     seed: int = 0
 
