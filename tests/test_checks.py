@@ -25,8 +25,10 @@ from robustmer.evaluation.checks import (
     transfer_matrix,
     zero_gradient_fraction,
 )
+from robustmer.attacks.noise import NoiseConfig
 from robustmer.evaluation.curves import (
     area_tests,
+    at_epsilons,
     curve_areas,
     holm,
     robustness_curves,
@@ -171,3 +173,18 @@ def test_worst_case_takes_the_largest_delta_per_clip() -> None:
     assert s.loc["apgd", "wins"] == 1 and s.loc["pgd", "wins"] == 1
     unb = summary[summary["epsilon"].isna()].set_index("attack")
     assert unb.loc["worst case", "delta_mae"] == pytest.approx((0.3 + 0.01) / 2)
+
+
+def test_at_epsilons_expands_only_bounded_attacks() -> None:
+    class Unbounded:  # any settings object without a radius
+        epsilon = None
+
+        def key(self) -> str:
+            return "unbounded"
+
+    apgd, noise, free = APGDConfig(epsilon=0.1), NoiseConfig(epsilon=0.1), Unbounded()
+    out = at_epsilons([free, apgd, noise], [0.03, 0.1, 0.03])
+    assert out[0] is free
+    assert [(c.name, c.epsilon) for c in out[1:]] == [
+        ("apgd", 0.03), ("apgd", 0.1), ("noise", 0.03), ("noise", 0.1)]
+    assert at_epsilons([apgd], []) == (apgd,)

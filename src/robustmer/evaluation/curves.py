@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,7 @@ from robustmer.names import EMOTIONS
 
 __all__ = [
     "area_tests",
+    "at_epsilons",
     "clip_correlations",
     "curve_areas",
     "holm",
@@ -42,6 +44,30 @@ __all__ = [
 
 RUN_KEYS = ["system", "seed", "attack", "epsilon"]
 """The columns that identify one attack of one model."""
+
+
+def at_epsilons(configs: Sequence[Any], epsilons: Sequence[float]) -> tuple[Any, ...]:
+    """Each bounded attack setting once per ε; unbounded ones (ε None) as they are.
+
+    Parameters
+    ----------
+    configs : sequence of AttackConfig
+        The attacks (e.g. a study profile's); a bounded one has a non-None ``epsilon``.
+    epsilons : sequence of float
+        The radii; empty: ``configs`` unchanged.
+
+    Returns
+    -------
+    tuple of AttackConfig
+        In the order of ``configs``, each bounded one expanded in the order of ``epsilons``;
+        duplicates (same :meth:`AttackConfig.key`) dropped.
+    """
+    out: dict[str, Any] = {}
+    for config in configs:
+        bounded = getattr(config, "epsilon", None) is not None and len(epsilons) > 0
+        for c in [config.replace(epsilon=float(e)) for e in epsilons] if bounded else [config]:
+            out.setdefault(c.key(), c)
+    return tuple(out.values())
 
 
 def _require(clips: pd.DataFrame, columns: Sequence[str], what: str) -> None:
