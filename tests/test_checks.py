@@ -18,6 +18,7 @@ from scipy import stats
 from torch import nn
 
 from robustmer.attacks.apgd import APGD, APGDConfig
+from robustmer.attacks.noise import NoiseConfig
 from robustmer.evaluation.checks import (
     check_transfer,
     masking_checks,
@@ -25,7 +26,6 @@ from robustmer.evaluation.checks import (
     transfer_matrix,
     zero_gradient_fraction,
 )
-from robustmer.attacks.noise import NoiseConfig
 from robustmer.evaluation.curves import (
     area_tests,
     at_epsilons,
