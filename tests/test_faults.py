@@ -269,7 +269,7 @@ def test_undecodable_mp3_names_the_file_and_keeps_decoder_notes_off_the_terminal
     st, mid = write_tiny_dataset(tmp_path / "raw")
     (st / "Set1" / "002.wav").unlink()
     (st / "Set1" / "002.mp3").write_text("this is text, not audio\n" * 20)
-    args = ["prepare", "--soundtracks", str(st), "--midlevel", str(mid)]
+    args = ["prepare", "--soundtracks", str(st), "--midlevel", str(mid), "--frames", "32"]
     assert cli(*args, "--out", str(tmp_path / "cache")) == 2
     captured = capfd.readouterr()
     err = captured.err + captured.out

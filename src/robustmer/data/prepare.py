@@ -59,7 +59,8 @@ def excerpt(
 
 
 def _check_repeat(file: Path, clip_frames: int, frames: int, max_repeat: float | None) -> None:
-    """Refuse an excerpt that would repeat a clip more than ``max_repeat`` times."""
+    """Refuse an excerpt that would repeat a clip (the shortest) more than ``max_repeat``
+    times."""
     if max_repeat is not None and frames > max_repeat * clip_frames:
         raise RobustmerError(
             f"{file}: {clip_frames} frames long; an excerpt of {frames} frames would repeat "
@@ -179,11 +180,12 @@ def prepare(
                 reused += 1
             else:
                 spec = spectrogram_from_file(file, frontend, dtype=torch.float64).numpy()
-            _check_repeat(file, len(spec), frames, max_repeat)
             spectrograms[n] = spec.astype(np.float32)
             sources[f"{n:03d}"] = {"file": str(file), "sha256": digest, "frames": len(spec)}
             bar.advance(task)
     logger.info("spectrograms: %d computed, %d re-used", len(st.ids) - reused, reused)
+    shortest = min(st.ids, key=lambda n: len(spectrograms[n]))
+    _check_repeat(st.audio[shortest], len(spectrograms[shortest]), frames, max_repeat)
 
     rows = paper_split(len(st.ids), split_seed)
     split = {k: [st.ids[i] for i in v] for k, v in rows.items()}
