@@ -5,7 +5,7 @@ A study directory::
     STUDY/study.json                  plan, settings and the state of every unit of work
     STUDY/data/                       the synthetic data set (when no data is given)
     STUDY/cache/                      prepared model inputs (unless --data names a cache)
-    STUDY/runs/<SYSTEM>-seed<SEED>/   one training run each, with attacks/paper/
+    STUDY/runs/<SYSTEM>-seed<SEED>/   one training run each, with attacks/<key>/ per attack
     STUDY/report/                     the report
 
 Every unit is resumable by its own files (a training run resumes from its last completed
@@ -22,12 +22,15 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from robustmer._io import read_json, to_jsonable, write_json
 from robustmer.errors import RobustmerError
 from robustmer.provenance import versions
 from robustmer.study.profiles import StudyProfile, get_profile, shrunk
+
+if TYPE_CHECKING:
+    from robustmer.attacks import AttackConfig
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +103,11 @@ def _model_unit(
     cache_dir: str,
     run_dir: str,
     train_overrides: dict[str, Any],
-    attack: dict[str, Any],
+    attacks: tuple[AttackConfig, ...],
     device: str,
     threads: int | None,
 ) -> dict[str, float]:
-    """Train one system x seed and attack it (runs in the study process or a worker)."""
+    """Train one system x seed and attack it with each attack (study process or a worker)."""
     import torch
 
     from robustmer.evaluation import attack_run
@@ -116,17 +119,8 @@ def _model_unit(
     config = TrainConfig(system=unit.system, seed=unit.seed, device=device, **train_overrides)
     train(cache_dir, run_dir, config, progress=False)
     t1 = time.perf_counter()
-    attack_run(
-        run_dir,
-        attack="paper",
-        split="test",
-        iters=attack.get("max_iters"),
-        lr=attack.get("lr"),
-        mode=attack.get("mode"),
-        epsilon=attack.get("epsilon"),
-        device=device,
-        progress=False,
-    )
+    for config in attacks:
+        attack_run(run_dir, config, split="test", device=torch.device(device), progress=False)
     return {"train_seconds": t1 - t0, "attack_seconds": time.perf_counter() - t1}
 
 
@@ -249,7 +243,7 @@ def run_study(
     state.doc.update(
         profile=prof.name,
         shrunk=shrunk(prof),
-        attack={"name": "paper", "split": "test", **prof.attack},
+        attacks=[a.to_dict() for a in prof.attacks],
         device=resolved,
         versions=versions(),
     )
@@ -291,7 +285,7 @@ def run_study(
                 str(cache_dir),
                 str(out / "runs" / u.name),
                 prof.train,
-                prof.attack,
+                prof.attacks,
                 resolved,
                 threads,
             )

@@ -53,6 +53,7 @@ from robustmer.training.config import (
 if TYPE_CHECKING:
     import torch
 
+    from robustmer.attacks import AttackResult
     from robustmer.data import Cache
     from robustmer.models import MERModel
 
@@ -106,7 +107,6 @@ backward pass (training and adversarial steps, and one per attack clip-iteration
 _SHUFFLE_STREAM = 0
 _DROPOUT_STREAM = 1
 
-AttackFn = Callable[..., Any]
 EpochHook = Callable[[int, dict[str, Any]], None]
 
 
@@ -389,13 +389,13 @@ def adversarial_step(
     y_emotions: torch.Tensor,
     *,
     config: TrainConfig,
-    attack: AttackFn,
-) -> tuple[torch.Tensor, Any]:
+) -> tuple[torch.Tensor, AttackResult]:
     """The extra step of adversarial training (DESIGN.md §6) on one batch.
 
-    The model, in eval mode, attacks the batch with
-    ``attack(model, x, y, max_iters=config.adv_iters, lr=config.adv_lr)``; back in train
-    mode, one optimiser step on the adversarial batch with the emotion MSE only.
+    The model, in eval mode, attacks the batch with the attack of ``config.adv_attack``
+    (built through the registry :func:`robustmer.attacks.build_attack`, so any registered
+    attack works); back in train mode, one optimiser step on the adversarial batch with the
+    emotion MSE only.
 
     Parameters
     ----------
@@ -404,8 +404,6 @@ def adversarial_step(
     x : torch.Tensor, shape [B, 1, F, 149]
     y_emotions : torch.Tensor, shape [B, 8]
     config : TrainConfig
-    attack : callable
-        Returns an :class:`robustmer.attacks.AttackResult`.
 
     Returns
     -------
@@ -415,8 +413,10 @@ def adversarial_step(
     import torch
     import torch.nn.functional as F
 
+    from robustmer.attacks import build_attack
+
     model.eval()
-    result = attack(model, x, y_emotions, max_iters=config.adv_iters, lr=config.adv_lr)
+    result = build_attack(config.adv_attack, model)(x, y_emotions)
     model.train()
     x_adv = result.x_adv.detach().to(x.device)  # [B, 1, F, 149]
     x_adv = x_adv.contiguous(memory_format=_memory_format(config))
@@ -435,7 +435,6 @@ def train(
     config: TrainConfig,
     *,
     progress: bool = True,
-    attack: AttackFn | None = None,
     on_epoch_end: EpochHook | None = None,
 ) -> dict[str, Any]:
     """Train one system with one seed; resumable (DESIGN.md §6).
@@ -451,12 +450,6 @@ def train(
     config : TrainConfig
     progress : bool
         Show a progress bar (epochs, with the current validation correlation).
-    attack : callable, optional
-        Attack used for adversarial training, called as
-        ``attack(model, x [B,1,F,149], y [B,8], max_iters=adv_iters, lr=adv_lr)`` and
-        returning an :class:`robustmer.attacks.AttackResult` (``x_adv [B,1,F,149]``,
-        ``iterations [B]`` and ``model_passes`` are used).
-        Default :func:`robustmer.attacks.paper_attack`; tests pass a counting wrapper.
     on_epoch_end : callable, optional
         Called as ``on_epoch_end(epoch, row)`` after each epoch is committed to disk.
 
@@ -479,8 +472,9 @@ def train(
     ``(seed, epoch)``; dropout draws from the global RNG re-seeded from ``(seed, epoch)``;
     each full batch of ``batch_size`` clips takes one Adam step on the MSE loss. On
     adversarial epochs (adversarial systems, 1-based epoch divisible by ``adv_every``),
-    after every such step the model, in eval mode, attacks the batch with the paper attack
-    (``adv_iters`` iterations, learning rate ``adv_lr``), and one more Adam step is taken,
+    after every such step the model, in eval mode, attacks the batch with the attack of
+    ``adv_attack`` (default: the paper attack, 50 steps of size 0.002), and one more Adam
+    step is taken,
     in train mode, on the adversarial batch with the emotion MSE only.
     """
     import torch
@@ -523,11 +517,6 @@ def train(
     x_va = x_va.to(device)  # [n_val, 1, F, 149]
     y_va_np, m_va_np = y_va.numpy().astype(np.float64), m_va.numpy().astype(np.float64)
     memory_format = _memory_format(config)
-
-    if system.adversarial and attack is None:
-        from robustmer.attacks import paper_attack
-
-        attack = paper_attack
 
     torch.manual_seed(config.seed)
     model = build_model(system.arch, width=config.width).to(device)
@@ -605,10 +594,7 @@ def train(
                 counters["backward_clip_passes"] += batch
                 counters["optimizer_steps"] += 1
                 if adversarial:
-                    assert attack is not None
-                    adv_loss, result = adversarial_step(
-                        model, optimizer, xb, yb, config=config, attack=attack
-                    )
+                    adv_loss, result = adversarial_step(model, optimizer, xb, yb, config=config)
                     adv_losses.append(adv_loss)
                     iterations = int(result.iterations.sum())
                     counters["attack_calls"] += 1
