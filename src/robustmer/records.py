@@ -128,11 +128,12 @@ class _Fields:
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                     raise RobustmerError(f"{where}: missing field '{name}'; expected it")
                 continue
-            kind = hints[name]
+            kinds = typing.get_args(hints[name]) or (hints[name],)
+            record = [k for k in kinds if isinstance(k, type) and issubclass(k, _Fields)]
             value = d[name]
-            if isinstance(kind, type) and issubclass(kind, _Fields):
-                value = kind.from_dict(value, where=f"{where} '{name}'")
-            elif value is None and float in (typing.get_args(kind) or (kind,)):
+            if record and value is not None:
+                value = record[0].from_dict(value, where=f"{where} '{name}'")
+            elif value is None and float in kinds:
                 value = math.nan  # JSON null is how NaN is written
             values[name] = value
         return cls(**values)
@@ -235,7 +236,8 @@ class FinalMetrics(_File):
         Per split (``train``, ``validation``, ``test``): ``clips``, ``emotions`` (a
         ``robustmer.metrics.regression_report``: ``avg_corr``, ``corr``, ``mae``, ``rmse``,
         ``r2``, ``r2_mean``) and ``midlevel`` (the same, or None without a bottleneck).
-    cost : Cost
+    cost : Cost or None
+        None where the training cost is unknown (e.g. runs imported from published logs).
     """
 
     FORMAT: ClassVar[str] = "robustmer-final"
@@ -250,12 +252,7 @@ class FinalMetrics(_File):
     epochs_run: int
     stopped_early: bool
     metrics: dict[str, Any]
-    cost: Cost
-
-    def test_emotions(self, key: str) -> float:
-        """A number of the test split's emotion report, e.g. ``avg_corr`` or ``mae``."""
-        value = self.metrics.get("test", {}).get("emotions", {}).get(key)
-        return math.nan if value is None else float(value)
+    cost: Cost | None
 
 
 @dataclasses.dataclass(frozen=True)

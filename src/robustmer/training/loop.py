@@ -42,6 +42,15 @@ from robustmer.metrics import average_correlation, regression_report
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
 from robustmer.progress import progress_bar
 from robustmer.provenance import versions
+from robustmer.records import (
+    BEST_FILE,
+    CONFIG_FILE,
+    FINAL_FILE,
+    METRICS_FILE,
+    STATE_FILE,
+    Cost,
+    FinalMetrics,
+)
 from robustmer.training.config import (
     MONITORS,
     SystemSpec,
@@ -62,11 +71,6 @@ logger = logging.getLogger(__name__)
 RUN_FORMAT = "robustmer-run"
 RUN_VERSION = 1
 STATE_FORMAT = "robustmer-train-state"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.csv"
-BEST_FILE = "best.safetensors"
-STATE_FILE = "state.pt"
-FINAL_FILE = "final.json"
 
 METRICS_COLUMNS: tuple[str, ...] = (
     "epoch",
@@ -684,32 +688,31 @@ def train(
         elapsed += time.perf_counter() - t0
 
     epochs_run = len(rows)
-    final = {
-        "system": system.name,
-        "seed": config.seed,
-        "arch": system.arch,
-        "width": config.width,
-        "monitor": config.monitor,
-        "best_epoch": best_epoch,
-        "best_score": best_score,
-        "epochs_run": epochs_run,
-        "stopped_early": epochs_run < config.max_epochs,
-        "metrics": metrics,
-        "cost": {
-            "wall_seconds": elapsed,
-            "epochs_run": epochs_run,
-            "adversarial_epochs": sum(bool(r["adversarial"]) for r in rows),
+    FinalMetrics(
+        system=system.name,
+        seed=config.seed,
+        arch=system.arch,
+        width=config.width,
+        monitor=config.monitor,
+        best_epoch=best_epoch,
+        best_score=best_score,
+        epochs_run=epochs_run,
+        stopped_early=epochs_run < config.max_epochs,
+        metrics=metrics,
+        cost=Cost(
+            wall_seconds=elapsed,
+            epochs_run=epochs_run,
+            adversarial_epochs=sum(bool(r["adversarial"]) for r in rows),
             **counters,
-            "device": str(device),
-            "device_name": (
+            device=str(device),
+            device_name=(
                 torch.cuda.get_device_name(device)
                 if device.type == "cuda"
                 else platform.processor() or platform.machine()
             ),
-            "torch": torch.__version__,
-        },
-    }
-    write_json(out / FINAL_FILE, final)
+            torch=torch.__version__,
+        ),
+    ).write(out / FINAL_FILE)
     logger.info(
         "%s: done, best epoch %d, test avg corr %.4f",
         label,
