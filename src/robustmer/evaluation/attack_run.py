@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from robustmer._io import atomic_path, sha256_file, to_jsonable, write_table
+from robustmer._io import atomic_path, check_writable, sha256_file, to_jsonable, write_table
 from robustmer.errors import RobustmerError
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
 from robustmer.records import (
@@ -116,6 +116,7 @@ def attack_run(
     from robustmer.training import load_run
 
     _check_options(config, batch_size)
+    check_writable(out if out is not None else Path(run_dir) / "attacks", "attack output directory")
     run = load_run(run_dir, device="auto" if device is None else device)
     x, y, ids = _split_arrays(run, split)
     out_dir = Path(out) if out is not None else attack_dir(run.path, config.key(), split)
