@@ -187,9 +187,16 @@ def write_cache(
     excerpts = np.asarray(excerpts, dtype=np.float32)
     emotions = np.asarray(emotions, dtype=np.float32)
     midlevel = np.asarray(midlevel, dtype=np.float32)
-    assert excerpts.ndim == 3 and excerpts.shape[0] == n, excerpts.shape
-    assert emotions.shape == (n, len(EMOTIONS)), emotions.shape
-    assert midlevel.shape == (n, len(MIDLEVEL_FEATURES)), midlevel.shape
+    expected = {
+        "excerpts": (excerpts, (n, *excerpts.shape[1:]) if excerpts.ndim == 3 else (n, -1, -1)),
+        "emotions": (emotions, (n, len(EMOTIONS))),
+        "midlevel": (midlevel, (n, len(MIDLEVEL_FEATURES))),
+    }
+    for name, (array, shape) in expected.items():
+        if array.shape != shape:
+            raise RobustmerError(
+                f"cache {name}: shape {array.shape}; expected {shape} for {n} clip ids"
+            )
     known = set(ids)
     for name in SPLITS:
         if name not in split:

@@ -50,7 +50,10 @@ def excerpt(
     offset : int
         First frame of the excerpt (in the repeated spectrogram).
     """
-    assert spectrogram.ndim == 2 and len(spectrogram) > 0
+    if spectrogram.ndim != 2 or len(spectrogram) == 0:
+        raise RobustmerError(
+            f"spectrogram of shape {spectrogram.shape}; expected a non-empty (T, bands) array"
+        )
     if len(spectrogram) < frames:
         reps = -(-frames // len(spectrogram))
         spectrogram = np.concatenate([spectrogram] * reps, axis=0)

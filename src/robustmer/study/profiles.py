@@ -88,7 +88,7 @@ def get_profile(name: str) -> StudyProfile:
         return STUDY_PROFILES[name]
     except KeyError:
         raise RobustmerError(
-            f"--profile {name!r}: unknown; expected one of {', '.join(STUDY_PROFILES)}"
+            f"study profile {name!r}: unknown; expected one of {', '.join(STUDY_PROFILES)}"
         ) from None
 
 
