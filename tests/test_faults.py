@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -155,31 +154,36 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_workers_end_when_the_main_process_is_killed(tmp_path):
-    script = tmp_path / "pool.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            import multiprocessing, os, sys, time
-            from concurrent.futures import ProcessPoolExecutor
-            from robustmer.study.workers import worker_init
+POOL_SCRIPT = """
+import multiprocessing, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from robustmer.study import workers
 
-            if __name__ == "__main__":
-                ctx = multiprocessing.get_context("spawn")
-                pool = ProcessPoolExecutor(
-                    1, mp_context=ctx, initializer=worker_init, initargs=(os.getpid(),)
-                )
-                worker = pool.submit(os.getpid).result()
-                pool.submit(time.sleep, 600)
-                print(worker, flush=True)
-                time.sleep(600)
-            """
-        )
-    )
+
+def init_without_prctl(parent_pid):
+    workers._set_parent_death_signal = lambda sig: False  # only the watchdog thread is left
+    workers.worker_init(parent_pid)
+
+
+if __name__ == "__main__":
+    init = workers.worker_init if sys.argv[1] == "prctl" else init_without_prctl
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=init, initargs=(os.getpid(),))
+    worker = pool.submit(os.getpid).result()
+    pool.submit(time.sleep, 600)
+    print(worker, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("mechanism", ["prctl", "watchdog"])
+def test_workers_end_when_the_main_process_is_killed(mechanism, tmp_path):
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     proc = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, str(script), mechanism], stdout=subprocess.PIPE, text=True, env=env
     )
     try:
         worker = int(proc.stdout.readline())
