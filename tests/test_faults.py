@@ -248,7 +248,8 @@ def test_edited_manifest_is_refused(tiny_dataset, tmp_path, edit):
     st, mid = tiny_dataset
     cache = prepare(st, mid, tmp_path / "cache", frames=32, progress=False)
     manifest = json.loads((cache / "manifest.json").read_text())
-    assert set(manifest["sha256"]) == {"excerpts.npy", "emotions.npy", "midlevel.npy", "targets"}
+    hashed = {"excerpts.npy", "emotions.npy", "midlevel.npy", "targets", "spectrograms"}
+    assert set(manifest["sha256"]) == hashed
     _edit_manifest(cache, edit)
     with pytest.raises(RobustmerError, match=r"manifest\.json: its ratings"):
         load_cache(cache)
@@ -262,6 +263,18 @@ def test_edited_array_is_refused(tiny_dataset, tmp_path):
     np.save(cache / "emotions.npy", emotions)
     with pytest.raises(RobustmerError, match=r"emotions\.npy: content differs"):
         load_cache(cache)
+
+
+def test_edited_spectrogram_is_not_reused(tiny_dataset, tmp_path, caplog):
+    st, mid = tiny_dataset
+    cache = prepare(st, mid, tmp_path / "cache", frames=32, progress=False)
+    first = load_cache(cache).excerpts
+    spec = np.load(cache / "spectrograms" / "004.npy")
+    np.save(cache / "spectrograms" / "004.npy", spec + 1.0)
+    with caplog.at_level("INFO"):
+        prepare(st, mid, cache, frames=32, progress=False)
+    assert "1 computed, 5 re-used" in caplog.text
+    np.testing.assert_array_equal(load_cache(cache).excerpts, first)
 
 
 # --- case 10: undecodable audio ---------------------------------------------------------

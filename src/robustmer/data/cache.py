@@ -7,7 +7,8 @@ replaced only when complete)::
                            targets, normalisation, front-end parameters, excerpt offsets,
                            source hashes, and ``sha256``: the SHA-256 of each array file
                            and of the targets (ids, split, ratings, mid-level targets,
-                           normalisation, front end), checked on every load
+                           normalisation, front end), checked on every load, and of each
+                           spectrogram file, checked before ``prepare`` re-uses it
     excerpts.npy           float32 [N, frames, 149], normalised log-filtered spectrogram
     emotions.npy           float32 [N, 8], ratings / 10
     midlevel.npy           float32 [N, 7], mid-level ratings / 10
@@ -231,6 +232,10 @@ def write_cache(
             **{name: sha256_file(tmp / name) for name in ARRAY_FILES},
             "targets": targets_hash(manifest),
         }
+        if spectrograms:  # checked by prepare before it re-uses one
+            manifest["sha256"]["spectrograms"] = {
+                f"{i:03d}": sha256_file(tmp / "spectrograms" / f"{i:03d}.npy") for i in spectrograms
+            }
         write_json(tmp / "manifest.json", manifest)
     return out
 
