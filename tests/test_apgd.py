@@ -18,7 +18,7 @@ from torch import nn
 
 from robustmer.attacks.apgd import APGD, APGDConfig, checkpoints, negative_correlation
 from robustmer.attacks.noise import Noise, NoiseConfig
-from robustmer.attacks.pgd import pgd
+from robustmer.attacks.pgd import PGD, PGDConfig
 from robustmer.errors import RobustmerError
 
 
@@ -166,7 +166,7 @@ def test_apgd_at_least_as_strong_as_pgd_on_the_real_architecture(eps: float) -> 
         y = model(x).emotions + 0.1 * torch.randn(4, 8, generator=g)  # [4, 8]
     steps = 40
     res_apgd = APGD(model, APGDConfig(epsilon=eps, steps=steps))(x, y)
-    res_pgd = pgd(model, x, y, epsilon=eps, iters=steps)
+    res_pgd = PGD(model, PGDConfig(epsilon=eps, steps=steps))(x, y)
     loss_pgd = (res_pgd.pred - y).pow(2).mean(dim=1)
     assert float(res_apgd.loss.mean()) >= float(loss_pgd.mean())
     assert float(res_apgd.linf.max()) <= eps * (1 + 1e-6)

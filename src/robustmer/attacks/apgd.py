@@ -38,17 +38,11 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from robustmer.attacks.base import Attack, model_outputs
+from robustmer.attacks.base import Attack, ProgressCallback, model_outputs, report_progress
 from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
 from robustmer.attacks.noise import mse_per_clip, random_in_ball
 from robustmer.attacks.pgd import NORMS
-from robustmer.attacks.result import (
-    AttackResult,
-    MagnitudeScale,
-    clip_pearson,
-    perturbation_norms,
-    snr_db,
-)
+from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms, snr_db
 from robustmer.errors import RobustmerError
 
 __all__ = ["APGD", "LOSSES", "APGDConfig", "apgd_run", "checkpoints", "negative_correlation"]
@@ -112,6 +106,7 @@ class APGDConfig(AttackConfig):
     momentum: float = 0.75
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_choice(self, "norm", self.norm, NORMS)
         check_positive(self, "epsilon", self.epsilon)
         check_int(self, "steps", self.steps, minimum=1)
@@ -216,31 +211,17 @@ def apgd_run(
 class APGD(Attack):
     """Auto-PGD on the emotion MSE or the negative correlation (see the module docstring).
 
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Model under attack.
-    config : APGDConfig
-        The settings.
-    normalization : MagnitudeScale or None
-        For the SNR; None gives NaN SNRs.
+    Settings: :class:`APGDConfig`. The progress callback, if given to ``__call__``, is called
+    as ``callback(iteration, n_clips, mean_r)`` after every forward pass of the attack loop
+    (iteration counted over all restarts).
     """
 
     config_class = APGDConfig
-    name = "apgd"
+    config: APGDConfig
 
-    def __init__(
-        self,
-        model: nn.Module,
-        config: APGDConfig,
-        *,
-        normalization: MagnitudeScale | None = None,
-    ) -> None:
-        super().__init__(model)
-        self.config = config
-        self.normalization = normalization
-
-    def run(self, x: torch.Tensor, y: torch.Tensor, callback: object = None) -> AttackResult:
+    def run(
+        self, x: torch.Tensor, y: torch.Tensor, callback: ProgressCallback | None
+    ) -> AttackResult:
         """Attack a checked batch ``x [B, 1, F, T]``, ``y [B, 8]``; see the class docs."""
         start = time.perf_counter()
         cfg, model, b = self.config, self.model, x.shape[0]
@@ -249,9 +230,7 @@ class APGD(Attack):
         def report(p: torch.Tensor) -> None:
             calls[0] += 1
             if callback is not None:
-                r = clip_pearson(p, y)
-                finite = r[~torch.isnan(r)]
-                callback(calls[0], b, float(finite.mean()) if finite.numel() else math.nan)
+                report_progress(callback, calls[0], b, clip_pearson(p, y))
 
         with torch.no_grad():
             pred_clean, mid_clean = model_outputs(model(x))  # [B, 8], [B, 7] | None

@@ -20,12 +20,11 @@ import time
 from typing import ClassVar
 
 import torch
-from torch import nn
 
-from robustmer.attacks.base import Attack, model_outputs
+from robustmer.attacks.base import Attack, ProgressCallback, model_outputs, report_progress
 from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
 from robustmer.attacks.pgd import NORMS
-from robustmer.attacks.result import AttackResult, MagnitudeScale, perturbation_norms, snr_db
+from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms, snr_db
 
 __all__ = ["Noise", "NoiseConfig", "clip_generator", "mse_per_clip", "random_in_ball"]
 
@@ -54,6 +53,7 @@ class NoiseConfig(AttackConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_choice(self, "norm", self.norm, NORMS)
         check_positive(self, "epsilon", self.epsilon)
         check_int(self, "restarts", self.restarts, minimum=1)
@@ -105,31 +105,16 @@ def random_in_ball(
 class Noise(Attack):
     """Worst of ``restarts`` uniform draws from the ε-ball per clip (see the module docstring).
 
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Model under attack.
-    config : NoiseConfig
-        The settings.
-    normalization : MagnitudeScale or None
-        For the SNR; None gives NaN SNRs.
+    Settings: :class:`NoiseConfig`. No gradients are used; the progress callback is called
+    once per draw as ``callback(draw, n_clips, mean_r)``.
     """
 
     config_class = NoiseConfig
-    name = "noise"
+    config: NoiseConfig
 
-    def __init__(
-        self,
-        model: nn.Module,
-        config: NoiseConfig,
-        *,
-        normalization: MagnitudeScale | None = None,
-    ) -> None:
-        super().__init__(model)
-        self.config = config
-        self.normalization = normalization
-
-    def run(self, x: torch.Tensor, y: torch.Tensor, callback: object = None) -> AttackResult:
+    def run(
+        self, x: torch.Tensor, y: torch.Tensor, callback: ProgressCallback | None
+    ) -> AttackResult:
         """Attack a checked batch ``x [B, 1, F, T]``, ``y [B, 8]``; no gradients are used."""
         start = time.perf_counter()
         cfg, model, b = self.config, self.model, x.shape[0]
@@ -141,6 +126,7 @@ class Noise(Attack):
             for draw in range(cfg.restarts):
                 delta = random_in_ball(x, cfg.norm, cfg.epsilon, cfg.seed, draw)  # [B, 1, F, T]
                 p, mid = model_outputs(model(x + delta))  # [B, 8], [B, 7] | None
+                report_progress(callback, draw + 1, b, clip_pearson(p, y))
                 loss = mse_per_clip(p, y)  # [B]
                 better = loss > best_loss  # [B]
                 best_loss = torch.where(better, loss, best_loss)
