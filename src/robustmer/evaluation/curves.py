@@ -34,6 +34,7 @@ from robustmer.names import EMOTIONS
 __all__ = [
     "area_tests",
     "at_epsilons",
+    "transfer_keys",
     "clip_correlations",
     "curve_areas",
     "holm",
@@ -68,6 +69,23 @@ def at_epsilons(configs: Sequence[Any], epsilons: Sequence[float]) -> tuple[Any,
         for c in [config.replace(epsilon=float(e)) for e in epsilons] if bounded else [config]:
             out.setdefault(c.key(), c)
     return tuple(out.values())
+
+
+def transfer_keys(configs: Sequence[Any]) -> set[str]:
+    """Keys of the attacks whose examples the transfer matrix uses.
+
+    Per bounded gradient attack (same name, norm and loss; not ``noise``), the one with the
+    largest ε.
+    """
+    largest: dict[tuple[Any, ...], Any] = {}
+    for c in configs:
+        eps = getattr(c, "epsilon", None)
+        if eps is None or c.name == "noise":
+            continue
+        group = (c.name, getattr(c, "norm", None), getattr(c, "loss", None))
+        if group not in largest or eps > largest[group].epsilon:
+            largest[group] = c
+    return {c.key() for c in largest.values()}
 
 
 def _require(clips: pd.DataFrame, columns: Sequence[str], what: str) -> None:

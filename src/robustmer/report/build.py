@@ -61,6 +61,7 @@ from robustmer.report.render import (
     fmt_p,
     fmt_pm,
 )
+from robustmer.report.robustness import robustness_section
 from robustmer.report.tables import (
     PAPER_ORIGINAL,
     cost_ratios,
@@ -823,6 +824,7 @@ def build_report(
             ("runs", data.runs),
         ):
             write_table(df, tmp / name)
+        robust = robustness_section(data.study_dir, tmp)  # tables and figures into tmp
         write_json(
             tmp / "summary.json",
             {
@@ -841,9 +843,12 @@ def build_report(
                 "runs": _records(data.runs),
                 "notes": data.notes,
                 "provenance": prov,
+                "robustness": robust.summary,
             },
         )
         blocks = _blocks(data, t1, delta, tests, cost, ratios, prov, figs, fig_seed, ddof, tmp)
+        at = next(i for i, b in enumerate(blocks) if b == Heading("Provenance"))
+        blocks[at:at] = robust.blocks  # the robustness evaluation before the provenance
         with atomic_open(tmp / "report.md") as fh:
             fh.write(render.render_markdown(blocks))
         with atomic_open(tmp / "report.html") as fh:

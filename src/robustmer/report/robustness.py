@@ -74,7 +74,10 @@ def load_attacks(study_dir: Path) -> pd.DataFrame:
             parquet, summary = attack_dir / "clips.parquet", attack_dir / "summary.json"
             if not (parquet.is_file() and summary.is_file()):
                 continue
-            settings = read_json(summary).get("settings") or {}
+            doc = read_json(summary)
+            if doc.get("split", "test") != "test":
+                continue
+            settings = doc.get("attack") if isinstance(doc.get("attack"), dict) else {}
             df = pd.read_parquet(parquet)
             tables.append(df.assign(attack=attack_label(settings), run=run_dir.name,
                                     key=attack_dir.name))

@@ -139,6 +139,7 @@ def _model_unit(
     """Train one system x seed and attack it with each evaluation attack, with ``threads``
     torch threads wherever it runs (in the study process or a worker)."""
     from robustmer.evaluation import attack_run
+    from robustmer.evaluation.curves import transfer_keys
     from robustmer.training import TrainConfig, train
 
     with unit_threads(threads):
@@ -148,8 +149,16 @@ def _model_unit(
         )
         train(cache_dir, run_dir, config, device=device, progress=False)
         t1 = time.perf_counter()
+        keep = transfer_keys(attacks)  # examples for the report's transfer matrix
         for attack in attacks:
-            attack_run(run_dir, attack, split="test", device=device, progress=False)
+            attack_run(
+                run_dir,
+                attack,
+                split="test",
+                device=device,
+                progress=False,
+                save_examples=attack.key() in keep,
+            )
     return {"train_seconds": t1 - t0, "attack_seconds": time.perf_counter() - t1}
 
 
@@ -270,6 +279,7 @@ def _request(
     device: str | torch.device,
     jobs: int | None,
     threads: int | None,
+    epsilons: tuple[float, ...] | None = None,
 ) -> StudyRequest:
     """Validate ``run_study``'s arguments (messages name its parameters, not CLI flags)."""
     from robustmer.training import get_system, resolve_device
@@ -286,7 +296,7 @@ def _request(
         prof = profile
     else:
         prof = get_profile(profile or ("paper" if given else "quick"))
-    prof = prof.with_overrides(systems=systems, seeds=seeds)
+    prof = prof.with_overrides(systems=systems, seeds=seeds, epsilons=epsilons)
     for name in prof.systems:
         get_system(name)
     if any(s < 0 for s in prof.seeds):
@@ -305,7 +315,7 @@ def _open_state(req: StudyRequest) -> StudyState:
     state.doc.update(
         profile=req.profile.name,
         shrunk=shrunk(req.profile),
-        attacks=[a.to_dict() for a in req.profile.attacks],
+        attacks=[a.to_dict() for a in req.profile.evaluation_attacks()],
         device=str(req.device),
         versions=versions(),
     )
@@ -367,7 +377,7 @@ def _run_units(
             str(cache_dir),
             str(req.out / "runs" / u.name),
             req.profile.train,
-            req.profile.attacks,
+            req.profile.evaluation_attacks(),
             req.device,
             threads,
         )
@@ -433,6 +443,7 @@ def run_study(
     jobs: int | None = None,
     threads: int | None = None,
     progress: bool = True,
+    epsilons: tuple[float, ...] | None = None,
 ) -> Path:
     """Run (or resume) a whole study and write its report.
 
@@ -450,6 +461,9 @@ def run_study(
         is given (built-in synthetic data), else ``paper``.
     systems, seeds : tuple, optional
         Subsets to run instead of the profile's (all five systems; 3 or 10 seeds).
+    epsilons : tuple of float, optional
+        Radii at which to run every bounded attack instead of the profile's
+        (:attr:`StudyProfile.epsilons`).
     device : str or torch.device
         ``auto``, ``cpu``, ``cuda[:N]`` or a resolved device.
     jobs : int, optional
@@ -469,7 +483,9 @@ def run_study(
         The report directory.
     """
     t0 = time.perf_counter()
-    req = _request(out, data, soundtracks, midlevel, profile, systems, seeds, device, jobs, threads)
+    req = _request(
+        out, data, soundtracks, midlevel, profile, systems, seeds, device, jobs, threads, epsilons
+    )
     check_writable(req.out, "study directory")
     req.out.mkdir(parents=True, exist_ok=True)
     with study_lock(req.out):
