@@ -96,3 +96,50 @@ def test_attack_labels_and_worst_case_consistency(tmp_path: Path) -> None:
     assert len(bounded) == 2 * 2 * 5 * 2 and len(runs) == 2 * 2 * 5
     merged = clips.merge(bounded, on=["system", "seed", "clip_id", "epsilon"], suffixes=("", "_w"))
     assert (merged["delta_mae"] >= merged["mae_adv"] - merged["mae_clean"] - 1e-12).all()
+
+
+def test_tiny_study_with_epsilons_reports_curves_transfer_and_checks(tmp_path: Path) -> None:
+    """A real (tiny) study: 2 systems x 2 seeds trained, attacked at two ε, reported."""
+    from robustmer.attacks import PaperConfig
+    from robustmer.study import StudyProfile, run_study
+
+    profile = StudyProfile(
+        name="tiny-robustness", clips=30, seconds=2.0, frames=16, systems=("A2E", "A2M2E"),
+        seeds=(6, 21), train={"max_epochs": 1, "patience": 1, "width": 0.0625},
+        attacks=(PaperConfig(steps=8), APGDConfig(epsilon=0.1, steps=6),
+                 NoiseConfig(epsilon=0.1)),
+    )
+    out = tmp_path / "study"
+    report = run_study(out, profile=profile, device="cpu", jobs=1, progress=False,
+                       epsilons=(0.03, 0.1))
+    state = json.loads((out / "study.json").read_text())
+    assert len(state["attacks"]) == 5  # paper + (apgd, noise) x 2 ε
+    clips = pd.concat([pd.read_parquet(p) for p in out.glob("runs/*/attacks/*/clips.parquet")])
+    assert len(clips) == 4 * 5 * clips["clip_id"].nunique()
+    # the curves equal the seed means of each model's ΔMAE, recomputed from the runs' tables
+    curves = pd.read_parquet(report / "robustness_curves.parquet")
+    apgd = clips[clips["attack"] == "apgd"].assign(d=lambda t: t["mae_adv"] - t["mae_clean"])
+    expected = apgd.groupby(["system", "epsilon", "seed"])["d"].mean().groupby(
+        ["system", "epsilon"]).mean()
+    got = curves.set_index(["system", "epsilon"])["delta_mae"]
+    assert len(got) == 4
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-9)
+    # worst case >= every single attack at the same ε; transfer: 2 x 2 per seed, diagonal =
+    # the white-box ΔMAE of the stored attack at the largest ε
+    worst = pd.read_parquet(report / "worst_case.parquet")
+    for _, g in worst[worst["epsilon"].notna()].groupby(["system", "epsilon"]):
+        single = g[g["attack"] != "worst case"]["delta_mae"]
+        assert float(g.loc[g["attack"] == "worst case", "delta_mae"].iloc[0]) >= single.max()
+    transfer = pd.read_parquet(report / "transfer.parquet")
+    assert len(transfer) == 2 * 4 and set(transfer["epsilon"]) == {0.1}
+    white = transfer[transfer["white_box"]].set_index(["target", "seed"])["delta_mae"]
+    own = apgd[apgd["epsilon"] == 0.1].groupby(["system", "seed"])["d"].mean()
+    for key, value in own.items():
+        assert white[key] == pytest.approx(value, abs=1e-6)
+    summary = json.loads((report / "summary.json").read_text())["robustness"]
+    kinds = {c["check"] for c in summary["checks"]}
+    assert kinds == {"monotone", "noise", "unbounded", "zero_gradients", "transfer"}
+    text = (report / "report.md").read_text()
+    assert "## Robustness evaluation" in text and "figures/transfer.png" in text
+    assert text.index("## Robustness evaluation") < text.index("## Provenance")
