@@ -278,8 +278,10 @@ def _tables_blocks(curve: pd.DataFrame, areas: pd.DataFrame, tests: pd.DataFrame
                    worst: pd.DataFrame, found: list[chk.Check]) -> list[render.Block]:
     """The section's tables."""
     def ci(r: Any, name: str) -> str:
-        return f"{fmt(getattr(r, name))} [{fmt(getattr(r, name + '_lo'))}, " \
-               f"{fmt(getattr(r, name + '_hi'))}]"
+        lo, hi = getattr(r, name + "_lo"), getattr(r, name + "_hi")
+        if name == "avg_corr_adv":  # a correlation's interval ends at ±1
+            lo, hi = max(lo, -1.0), min(hi, 1.0)
+        return f"{fmt(getattr(r, name))} [{fmt(lo)}, {fmt(hi)}]"
 
     blocks: list[render.Block] = [TableBlock(
         headers=["System", "ε", "seeds", "ΔMAE [95 % CI]", "adv. avg. corr [95 % CI]", "SNR dB"],
