@@ -249,3 +249,24 @@ def test_set_help_lists_the_fields_from_the_dataclass(capsys: pytest.CaptureFixt
         out = capsys.readouterr().out
         for f in dataclasses.fields(config_class):
             assert f"  {f.name}: " in out and repr(f.default) in out, (name, f.name)
+
+
+def test_cli_epsilons_runs_the_attack_at_each_radius(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from robustmer.attacks import APGDConfig
+
+    args = ["attack", "--run", str(run_dir), "--device", "cpu", "--attack", "apgd"]
+    assert _cli([*args, "--set", "steps=3", "--epsilons", "0.01,0.05"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    for eps in (0.01, 0.05):
+        df = pd.read_parquet(attack_dir(run_dir, APGDConfig(epsilon=eps, steps=3).key())
+                             / "clips.parquet")
+        assert set(df["epsilon"]) == {eps} and (df["linf"] <= eps).all()
+        assert set(df["attack"]) == {"apgd"} and len(df) == 4
+    for bad in (["--epsilons", "0.1,x"], ["--epsilons", "0,0.1"],
+                ["--epsilons", "0.1", "--out", str(tmp_path / "o")]):
+        assert _cli([*args, *bad]) == 2, bad
+        assert capsys.readouterr().err.strip().startswith("robustmer: error:")
+    paper = ["attack", "--run", str(run_dir), "--device", "cpu", "--epsilons", "0.1"]
+    assert _cli(paper) == 2  # the reference mode is unbounded
