@@ -306,11 +306,14 @@ def test_parallel_workers_finish_every_unit(reference_dir):
 
 
 STUDY_SCRIPT = """
+import signal
 import sys
 from robustmer.cli import main
 from robustmer.study import STUDY_PROFILES, StudyProfile
 
 if __name__ == "__main__":
+    # as in a terminal, even where the test runs as a background job that ignores SIGINT
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     STUDY_PROFILES["tiny"] = StudyProfile(**{profile!r})
     main(sys.argv[1:])
 """
