@@ -1,17 +1,19 @@
-"""Build the study report ``STUDY/report/`` from the finished runs (DESIGN.md §8).
+"""Build the study report (DESIGN.md §8) from the finished runs.
 
-Reads ``STUDY/study.json`` (optional, provenance only) and every
-``STUDY/runs/<SYSTEM>-seed<SEED>/`` run directory: ``config.json``, ``final.json`` (clean
-metrics and training cost; a run without it has not finished and is skipped), and the attack
-outputs ``attacks/<attack>/clips.parquet`` (or ``.csv``) and ``summary.json``. Writes, atomically
-(the whole directory is built beside the target and renamed):
+Reads the study through :func:`robustmer.report.load.load_study` (``study.json``, every
+finished run's ``config.json`` and ``final.json``, and the selected attack's results in
+``RUN/attacks/<key>/``; runs and results of other settings are left out and listed) and
+writes, atomically (the whole directory is built beside the target and renamed), to
+``STUDY/report/`` for the study's first evaluation attack or ``STUDY/report-<key>/`` for
+another:
 
 - ``report.md`` and ``report.html`` (self-contained) with Table 1, Figures 3 and 4, the paired
   tests, the cost comparison and provenance;
 - ``figures/fig3_delta_mae.{png,svg}``, ``figures/fig4_true_vs_pred.{png,svg}``;
 - tidy tables as Parquet + CSV: ``table1``, ``delta_mae`` (one row per model), ``clips`` (all
-  per-clip rows), ``tests``, ``cost``, ``cost_ratios``, ``runs`` (one row per finished run);
-- ``summary.json`` with every number of those tables, the notes and the provenance.
+  per-clip rows), ``tests``, ``cost``, ``cost_ratios``, ``runs`` (one row per run reported);
+- ``summary.json`` with every number of those tables, the exclusions, the notes and the
+  provenance. See docs/records.md.
 """
 
 from __future__ import annotations
