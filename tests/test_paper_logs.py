@@ -112,6 +112,7 @@ def test_fixture_log_columns_and_records(shared_dir: Path, tmp_path: Path) -> No
     final = json.loads((runs[0] / "final.json").read_text())
     assert config["format"] == "robustmer-imported-run" and config["checkpoint"] is None
     assert config["imported"]["run_id"] == "6_7470d" and "cost" not in final
+    assert (runs[0] / "paper_log" / "log.csv").read_bytes() == (folder / "log.csv").read_bytes()
 
 
 def test_paper_run_table() -> None:

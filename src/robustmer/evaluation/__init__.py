@@ -2,10 +2,20 @@
 
 - :func:`attack_run`: attack one run's split, write ``RUN_DIR/attacks/<attack>/clips.*`` and
   ``summary.json``.
+- :func:`import_paper_logs`: the authors' published per-clip attack logs as runs of a study
+  (:mod:`robustmer.evaluation.paper_logs`).
 - :func:`paired_tests`: paired t-test and Wilcoxon signed-rank test on clip-level values.
 """
 
 from robustmer.evaluation.attack_run import ATTACK_SETTINGS, attack_run, clip_columns
+from robustmer.evaluation.paper_logs import import_paper_logs, read_paper_log
 from robustmer.evaluation.stats import paired_tests
 
-__all__ = ["ATTACK_SETTINGS", "attack_run", "clip_columns", "paired_tests"]
+__all__ = [
+    "ATTACK_SETTINGS",
+    "attack_run",
+    "clip_columns",
+    "import_paper_logs",
+    "paired_tests",
+    "read_paper_log",
+]

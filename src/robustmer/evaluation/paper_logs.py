@@ -41,6 +41,7 @@ import csv
 import logging
 import math
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -507,6 +508,9 @@ IMPORTED_RUN_FORMAT = "robustmer-imported-run"
 IMPORTED_STUDY_FORMAT = "robustmer-imported-study"
 """``format`` of an imported study's ``study.json``."""
 
+SOURCE_DIR = "paper_log"
+"""Sub-folder of an imported run holding unchanged copies of ``log.csv`` and ``hparams.yaml``."""
+
 SOURCE = (
     "Hoedt, Flexer & Widmer's published attack logs "
     "(CPJKU/robustness_mer_bottleneck, runs/adversaries)"
@@ -610,7 +614,8 @@ def import_paper_logs(
     Writes ``out/runs/<SYSTEM>-seed<SEED>/`` per log with ``config.json`` (format
     :data:`IMPORTED_RUN_FORMAT`: system, seed, architecture, source; no checkpoint),
     ``final.json`` (clean test metrics computed from the log; no cost) and
-    ``attacks/paper/{clips.parquet,clips.csv,summary.json}``, and ``out/study.json``
+    ``attacks/paper/{clips.parquet,clips.csv,summary.json}`` and unchanged copies of the
+    log's two files in :data:`SOURCE_DIR`, and ``out/study.json``
     (data: the paper's real data). Every log is read and checked before anything is written;
     each run directory is replaced atomically, so re-importing is idempotent.
 
@@ -662,6 +667,9 @@ def import_paper_logs(
             attack_dir.mkdir(parents=True)
             write_table(log.clips, attack_dir / "clips")
             write_json(attack_dir / "summary.json", records["summary"])
+            (tmp / SOURCE_DIR).mkdir()
+            for source in ("log.csv", "hparams.yaml"):
+                shutil.copyfile(log.path / source, tmp / SOURCE_DIR / source)
         written.append(out / "runs" / name)
         logger.info("%s: imported %s (%d clips)", written[-1], log.path.name, len(log.clips))
     write_json(
