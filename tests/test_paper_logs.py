@@ -192,9 +192,11 @@ def test_tiny_log_values(tmp_path: Path) -> None:
 
 def test_hparams_scalars_and_errors(tmp_path: Path) -> None:
     path = tmp_path / "hparams.yaml"
-    path.write_text("# comment\na: null\nb: true\nc: 12\nd: 0.002\ne: a2e\nf: 'x y'\n\ng:\n")
+    path.write_text(
+        "# comment\na: null\nb: true\nc: 12\nd: 0.002\ne: a2e\nf: 'x y'\n\ng:\nh: -0.5\n"
+    )
     assert read_hparams(path) == {
-        "a": None, "b": True, "c": 12, "d": 0.002, "e": "a2e", "f": "x y", "g": None
+        "a": None, "b": True, "c": 12, "d": 0.002, "e": "a2e", "f": "x y", "g": None, "h": -0.5
     }
     for text, line in (
         ("a: 1\nnested:\n  b: 2\n", 3),

@@ -194,7 +194,7 @@ def read_hparams(path: str | Path) -> dict[str, Any]:
             continue
         match = _KEY_VALUE.match(line)
         value = (match.group("value") or "") if match else ""
-        if match is None or value[:1] in ("[", "{", "|", ">", "&", "*", "!", "-"):
+        if match is None or value[:1] in ("[", "{", "|", ">", "&", "*", "!"):
             raise RobustmerError(
                 f"{path} line {number}: {line.strip()!r}; expected a flat 'key: value' line "
                 "(no indentation, lists or nested values)"
