@@ -322,11 +322,13 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
         ["import-paper-logs", str(logs), "--out", str(study)],  # unlisted, no system
         ["import-paper-logs", str(logs), "--out", str(study), "--system", "X"],
         ["import-paper-logs", str(tmp_path / "missing"), "--out", str(study)],
+        ["import-paper-logs", str(folder), "--out", str(folder / "log.csv" / "x")],
     ]
     for args in cases:
         assert _cli(args) == 2, args
         err = capsys.readouterr().err.strip()
         assert err.startswith("robustmer: error:") and "\n" not in err, (args, err)
+    assert "log.csv/x: cannot be created" in err
     assert _cli(["import-paper-logs", str(folder), "--out", str(study), "--system", "aA2E"]) == 0
     assert "imported 1 run(s)" in capsys.readouterr().out
     assert (study / "runs" / "aA2E-seed7" / "attacks" / "paper" / "summary.json").is_file()

@@ -636,13 +636,13 @@ def import_paper_logs(
     Raises
     ------
     RobustmerError
-        Malformed logs (see :func:`read_paper_log`), two logs of the same system and seed,
-        or ``out`` holding a study or run that was not imported.
+        ``out`` not writable, malformed logs (see :func:`read_paper_log`), two logs of the
+        same system and seed, or ``out`` holding a study or run that was not imported.
     """
-    from robustmer._io import atomic_directory, write_json, write_table
+    from robustmer._io import atomic_directory, check_writable, write_json, write_table
     from robustmer.provenance import versions
 
-    out = Path(out)
+    out = check_writable(out, "study directory")
     names: dict[str, Path] = {}
     logs = []
     for folder in find_paper_logs(log_dir):
