@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from robustmer.attacks import PaperConfig, attack_config
 from robustmer.errors import RobustmerError
 from robustmer.evaluation.paper_logs import (
     PAPER_RUNS,
@@ -28,6 +29,7 @@ from robustmer.evaluation.paper_logs import (
     read_paper_log,
 )
 from robustmer.names import EMOTIONS, PAPER_SEEDS, SYSTEM_NAMES
+from robustmer.records import AttackSummary, FinalMetrics, attack_dir, clip_columns, read_clips
 
 FIXTURE_LOGS = {
     ("A2E", 6): "6_7470d_2024-03-21_18-18-51_0.001_corr_0.002_test",
@@ -106,12 +108,20 @@ def test_fixture_log_columns_and_records(shared_dir: Path, tmp_path: Path) -> No
     assert first["threshold"] == pytest.approx(-0.8)
     assert math.isnan(first["snr_db"]) and math.isnan(first["linf"])
     assert first["adv_tender"] == pytest.approx(5.753818)
-    # a single log folder imports too; the run's records say it is imported, without cost
+    # a single log folder imports too, as records the report reads; no checkpoint, no cost
     runs = import_paper_logs(folder, tmp_path / "one")
     config = json.loads((runs[0] / "config.json").read_text())
-    final = json.loads((runs[0] / "final.json").read_text())
     assert config["format"] == "robustmer-imported-run" and config["checkpoint"] is None
-    assert config["imported"]["run_id"] == "6_7470d" and "cost" not in final
+    assert config["imported"]["run_id"] == "6_7470d"
+    final = FinalMetrics.read(runs[0] / "final.json")
+    assert final.cost is None and (final.system, final.seed) == ("A2E", 6)
+    key = PaperConfig().key()  # lr 0.002, 1000 iterations, reference mode: the paper's
+    summary = AttackSummary.read(attack_dir(runs[0], key) / "summary.json")
+    assert summary.key == key and summary.n_clips == 36 and summary.split == "test"
+    assert summary.cost.attack_clip_iterations == 36 * 1000
+    assert math.isnan(summary.cost.wall_seconds)
+    clips = read_clips(attack_dir(runs[0], key))  # checks the columns
+    assert list(clips.columns) == clip_columns(False) and len(clips) == 36
     assert (runs[0] / "paper_log" / "log.csv").read_bytes() == (folder / "log.csv").read_bytes()
 
 
@@ -184,9 +194,10 @@ def test_tiny_log_values(tmp_path: Path) -> None:
     np.testing.assert_allclose(df["mae_adv"], [1.0, 1.0], atol=1e-12)
     np.testing.assert_allclose(df[[f"true_{e}" for e in EMOTIONS]].iloc[0], np.arange(1, 9) / 10)
     assert set(df["system"]) == {"aA2E"} and set(df["seed"]) == {7}
-    assert set(df["attack"]) == {"paper"} and set(df["mode"]) == {"reference"}
-    assert set(df["lr"]) == {0.002} and set(df["max_iters"]) == {1000}
+    assert log.attack == attack_config("paper", mode="reference", steps=1000, step_size=0.002)
+    assert set(df["attack"]) == {"paper"} and set(df["attack_key"]) == {log.attack.key()}
     assert df["epsilon"].isna().all() and df["snr_db"].isna().all()
+    assert not df["zero_gradient"].any()
     assert list(df["paper_db"]) == [40.5, 40.5] and list(df["l2"]) == [12.25, 12.25]
 
 
@@ -285,11 +296,11 @@ def test_import_output_rules(tmp_path: Path) -> None:
         find_paper_logs(logs / "notes")
     study = tmp_path / "study"
     first = import_paper_logs(logs, study, system="A2E")
-    clips = pd.read_parquet(first[0] / "attacks" / "paper" / "clips.parquet")
+    key = PaperConfig().key()
+    clips = pd.read_parquet(attack_dir(first[0], key) / "clips.parquet")
     again = import_paper_logs(logs, study, system="A2E")  # re-import: same files
-    pd.testing.assert_frame_equal(
-        clips, pd.read_parquet(again[0] / "attacks" / "paper" / "clips.parquet")
-    )
+    again_clips = pd.read_parquet(attack_dir(again[0], key) / "clips.parquet")
+    pd.testing.assert_frame_equal(clips, again_clips)
     # the same system and seed twice
     other = logs / "7_fffff_2024-01-02_00-00-00_0.001_corr_0.002_test"
     shutil.copytree(next(logs.glob("7_abcde_*")), other)
@@ -331,4 +342,5 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "log.csv/x: cannot be created" in err
     assert _cli(["import-paper-logs", str(folder), "--out", str(study), "--system", "aA2E"]) == 0
     assert "imported 1 run(s)" in capsys.readouterr().out
-    assert (study / "runs" / "aA2E-seed7" / "attacks" / "paper" / "summary.json").is_file()
+    results = attack_dir(study / "runs" / "aA2E-seed7", PaperConfig().key())
+    assert (results / "summary.json").is_file()

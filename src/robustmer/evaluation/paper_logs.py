@@ -53,12 +53,17 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from robustmer.attacks import AttackConfig
+    from robustmer.records import AttackSummary, FinalMetrics
+
 __all__ = [
     "LOG_COLUMNS",
     "PAPER_DB_COLUMN",
     "PAPER_RUNS",
     "PaperLog",
     "find_paper_logs",
+    "import_paper_logs",
+    "paper_attack_config",
     "read_hparams",
     "read_log_csv",
     "read_paper_log",
@@ -139,6 +144,8 @@ class PaperLog:
         The model's training seed.
     hparams : dict
         ``hparams.yaml``.
+    attack : AttackConfig
+        The attack's settings in robustmer's terms (:func:`paper_attack_config`).
     clips : pd.DataFrame
         One row per clip, robustmer's per-clip columns plus :data:`PAPER_DB_COLUMN`.
     """
@@ -148,6 +155,7 @@ class PaperLog:
     system: str
     seed: int
     hparams: dict[str, Any]
+    attack: AttackConfig
     clips: pd.DataFrame
 
 
@@ -325,19 +333,22 @@ def read_log_csv(path: str | Path) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- one log
 
 
-def paper_attack_settings(hparams: dict[str, Any], where: Path) -> dict[str, Any]:
+def paper_attack_config(hparams: dict[str, Any], where: Path) -> AttackConfig:
     """The robustmer paper-attack settings a log's ``hparams.yaml`` describes.
 
     The published attack is robustmer's paper attack in ``reference`` mode (its intended
-    clipping to ``clip_eps`` was a no-op, so ``epsilon`` is None), with the log's ``lr`` and
-    ``max_iters`` (default 1000).
+    clipping to ``clip_eps`` was a no-op, so ``epsilon`` is None), with ``step_size`` the
+    log's ``lr`` and ``steps`` its ``max_iters`` (default 1000).
 
     Raises
     ------
     RobustmerError
         ``lr`` missing or not a number > 0, ``max_iters`` not an integer >= 1, or hparams of
-        another attack (``mode``, ``conv_method``, ``optimiser``, ``sign``).
+        another attack (``mode``, ``conv_method``, ``optimiser``, ``sign``); ``where`` names
+        the file.
     """
+    from robustmer.attacks import attack_config
+
     for key, expected in _PAPER_ATTACK.items():
         if key in hparams and hparams[key] != expected:
             raise RobustmerError(
@@ -351,32 +362,27 @@ def paper_attack_settings(hparams: dict[str, Any], where: Path) -> dict[str, Any
         raise RobustmerError(f"{where}: lr is {lr!r}; expected a number > 0")
     if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
         raise RobustmerError(f"{where}: max_iters is {max_iters!r}; expected an integer >= 1")
-    return {
-        "attack": "paper",
-        "mode": "reference",
-        "epsilon": None,
-        "lr": float(lr),
-        "max_iters": max_iters,
-        "precision": "fp32",
-    }
+    return attack_config("paper", mode="reference", steps=max_iters, step_size=float(lr))
 
 
 def clips_table(
-    records: list[dict[str, Any]], *, system: str, seed: int, settings: dict[str, Any]
+    records: list[dict[str, Any]], *, system: str, seed: int, attack: AttackConfig
 ) -> pd.DataFrame:
     """robustmer's per-clip attack table from :func:`read_log_csv` records.
 
     Returns
     -------
     pd.DataFrame
-        Columns ``clip_columns(bottleneck=False)`` then :data:`PAPER_DB_COLUMN`, one row per
-        record; ``mae_clean``/``mae_adv`` are the per-clip means over the 8 emotions of
-        ``|true - clean|`` and ``|true - adv|``; ``linf`` and ``snr_db`` are NaN.
+        Columns ``robustmer.records.clip_columns(bottleneck=False)`` then
+        :data:`PAPER_DB_COLUMN`, one row per record; ``mae_clean``/``mae_adv`` are the
+        per-clip means over the 8 emotions of ``|true - clean|`` and ``|true - adv|``;
+        ``linf`` and ``snr_db`` are NaN; ``zero_gradient`` is True only for a clip whose
+        clean prediction equals its true ratings (the only zero gradient a log can show).
     """
     import numpy as np
     import pandas as pd
 
-    from robustmer.evaluation.attack_run import clip_columns
+    from robustmer.records import clip_columns
 
     n = len(records)
     true, clean, adv = (np.stack([r[k] for r in records]) for k in ("true", "clean", "adv"))
@@ -384,17 +390,16 @@ def clips_table(
         "clip_id": np.array([r["clip_id"] for r in records], dtype=np.int64),
         "system": [system] * n,
         "seed": np.full(n, seed, dtype=np.int64),
-        "attack": [settings["attack"]] * n,
-        "mode": [settings["mode"]] * n,
+        "attack": [attack.name] * n,
+        "attack_key": [attack.key()] * n,
         "epsilon": np.full(n, np.nan),
-        "lr": np.full(n, settings["lr"]),
-        "max_iters": np.full(n, settings["max_iters"], dtype=np.int64),
         "iterations": np.array([r["iterations"] for r in records], dtype=np.int64),
         "converged": np.array([r["converged"] for r in records], dtype=bool),
         "threshold": np.array([r["threshold"] for r in records], dtype=np.float64),
         "l2": np.array([r["l2"] for r in records], dtype=np.float64),
         "linf": np.full(n, np.nan),
         "snr_db": np.full(n, np.nan),
+        "zero_gradient": (true == clean).all(axis=1),  # [n]
         "mae_clean": np.abs(true - clean).mean(axis=1),  # [n]
         "mae_adv": np.abs(true - adv).mean(axis=1),  # [n]
         PAPER_DB_COLUMN: np.array([r[PAPER_DB_COLUMN] for r in records], dtype=np.float64),
@@ -465,16 +470,16 @@ def read_paper_log(log_dir: str | Path, *, system: str | None = None) -> PaperLo
     hparams_path = log_dir / "hparams.yaml"
     hparams = read_hparams(hparams_path)
     chosen = _system(run_id, system, hparams.get("architecture"), log_dir)
-    settings = paper_attack_settings(hparams, hparams_path)
+    attack = paper_attack_config(hparams, hparams_path)
     records = read_log_csv(log_dir / "log.csv")
-    over = [r["clip_id"] for r in records if r["iterations"] > settings["max_iters"]]
+    over = [r["clip_id"] for r in records if r["iterations"] > attack.steps]
     if over:
         raise RobustmerError(
             f"{log_dir / 'log.csv'}: clip(s) {over} logged more iterations than max_iters "
-            f"{settings['max_iters']} of {hparams_path.name}; expected at most that many"
+            f"{attack.steps} of {hparams_path.name}; expected at most that many"
         )
-    clips = clips_table(records, system=chosen, seed=seed, settings=settings)
-    return PaperLog(log_dir, run_id, chosen, seed, hparams, clips)
+    clips = clips_table(records, system=chosen, seed=seed, attack=attack)
+    return PaperLog(log_dir, run_id, chosen, seed, hparams, attack, clips)
 
 
 def find_paper_logs(log_dir: str | Path) -> list[Path]:
@@ -530,79 +535,152 @@ def _source(log: PaperLog) -> dict[str, Any]:
     }
 
 
-def _run_records(log: PaperLog, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``config.json``, ``final.json`` and the attack's ``summary.json`` of an imported run."""
-    import numpy as np
+def _config_record(log: PaperLog) -> dict[str, Any]:
+    """``config.json`` of an imported run: the paper's training settings, no checkpoint.
 
-    from robustmer import metrics
-    from robustmer.evaluation.attack_run import SUMMARY_FORMAT
-    from robustmer.training.config import SYSTEMS
+    ``train_config`` is robustmer's description of the paper's training (the
+    :class:`~robustmer.training.TrainConfig` defaults with the paper's early-stopping rule),
+    which is what the authors' models were trained with; the logs themselves do not record it.
+    """
+    from robustmer.training.config import SYSTEMS, TrainConfig
 
-    df = log.clips
-    y, clean, adv = (  # [n, 8] each
-        df[[f"{p}_{e}" for e in EMOTIONS]].to_numpy(np.float64) for p in ("true", "clean", "adv")
-    )
     spec = SYSTEMS[log.system]
-    source = _source(log)
-    config = {
+    return {
         "format": IMPORTED_RUN_FORMAT,
         "version": 1,
-        "imported": source,
+        "imported": _source(log),
+        "train_config": TrainConfig(log.system, log.seed, monitor="paper").to_dict(),
         "system": spec.to_dict(),
-        "seed": log.seed,
         "model": {"arch": spec.arch, "width": 1.0},
+        "cache": None,
         "checkpoint": None,
     }
-    final = {
-        "system": log.system,
-        "seed": log.seed,
-        "arch": spec.arch,
-        "imported": True,
-        "metrics": {"test": {"emotions": metrics.regression_report(y, clean, EMOTIONS)}},
-    }
+
+
+def _final_record(log: PaperLog, y: np.ndarray, clean: np.ndarray) -> FinalMetrics:
+    """``final.json``: clean test metrics from the log; what the log cannot tell is None."""
+    from robustmer import metrics
+    from robustmer.records import FinalMetrics
+    from robustmer.training.config import SYSTEMS
+
+    return FinalMetrics(
+        system=log.system,
+        seed=log.seed,
+        arch=SYSTEMS[log.system].arch,
+        width=1.0,
+        monitor="paper",
+        best_epoch=None,  # unknown (no training record in the logs), as the next three
+        best_score=math.nan,
+        epochs_run=None,
+        stopped_early=None,
+        metrics={
+            "test": {"clips": len(y), "emotions": metrics.regression_report(y, clean, EMOTIONS)}
+        },
+        cost=None,
+    )
+
+
+def _summary_record(
+    log: PaperLog, run: Path, y: np.ndarray, clean: np.ndarray, adv: np.ndarray
+) -> AttackSummary:
+    """``summary.json`` of the imported attack results.
+
+    Its cost holds the model passes the logged iterations imply (one forward pass per clip
+    for the clean prediction, one forward and one backward pass per iteration); the wall
+    time and device are unknown (NaN, ``"unknown"``).
+    """
+
+    from robustmer import metrics
+    from robustmer.records import AttackSummary, Cost
+
+    df, n = log.clips, len(log.clips)
+    iterations = int(df["iterations"].sum())
     mae_clean, mae_adv = metrics.mae(y, clean), metrics.mae(y, adv)
-    db = df[PAPER_DB_COLUMN].to_numpy(np.float64)
-    summary = {
-        "format": SUMMARY_FORMAT,
-        "version": 1,
-        "imported": source,
-        "system": log.system,
-        "seed": log.seed,
-        "attack": settings["attack"],
-        "n_clips": len(df),
-        "mae_clean": mae_clean,
-        "mae_adv": mae_adv,
-        "delta_mae": mae_adv - mae_clean,
-        "avg_corr_clean": metrics.average_correlation(y, clean),
-        "avg_corr_adv": metrics.average_correlation(y, adv),
-        f"{PAPER_DB_COLUMN}_mean": float(np.mean(db)),
-        f"{PAPER_DB_COLUMN}_median": float(np.median(db)),
-        "iterations_mean": float(df["iterations"].mean()),
-        "converged_fraction": float(df["converged"].mean()),
-        "l2_mean": float(df["l2"].mean()),
-        "settings": {**settings, "split": "test", "n_clips": len(df)},
-    }
-    return {"config": config, "final": final, "summary": summary}
+    return AttackSummary(
+        run=str(run),
+        system=log.system,
+        seed=log.seed,
+        attack=log.attack.to_dict(),
+        key=log.attack.key(),
+        split="test",
+        n_clips=n,
+        checkpoint_sha256=None,
+        cache_manifest_sha256=None,
+        mae_clean=mae_clean,
+        mae_adv=mae_adv,
+        delta_mae=mae_adv - mae_clean,
+        mae_adv_of_x_adv=math.nan,  # the logs hold no prediction of the returned example
+        avg_corr_clean=metrics.average_correlation(y, clean),
+        avg_corr_adv=metrics.average_correlation(y, adv),
+        snr_db_mean=math.nan,
+        snr_db_median=math.nan,
+        snr_db_finite_clips=0,
+        iterations_mean=float(df["iterations"].mean()),
+        converged_fraction=float(df["converged"].mean()),
+        l2_mean=float(df["l2"].mean()),
+        linf_max=math.nan,
+        zero_gradient_clips=tuple(int(c) for c in df.loc[df["zero_gradient"], "clip_id"]),
+        cost=Cost(
+            wall_seconds=math.nan,
+            forward_clip_passes=n + iterations,
+            backward_clip_passes=iterations,
+            attack_clip_iterations=iterations,
+            device="unknown",
+            device_name="unknown",
+            torch="unknown",
+        ),
+    )
+
+
+def _write_run(log: PaperLog, run_dir: Path) -> None:
+    """One imported run directory, replaced atomically."""
+    import numpy as np
+
+    from robustmer._io import atomic_directory, write_json, write_table
+    from robustmer.records import (
+        CLIPS_STEM,
+        CONFIG_FILE,
+        FINAL_FILE,
+        SUMMARY_FILE,
+        attack_dir,
+        clip_columns,
+    )
+
+    y, clean, adv = (  # [n, 8] each
+        log.clips[[f"{p}_{e}" for e in EMOTIONS]].to_numpy(np.float64)
+        for p in ("true", "clean", "adv")
+    )
+    with atomic_directory(run_dir) as tmp:
+        write_json(tmp / CONFIG_FILE, _config_record(log))
+        _final_record(log, y, clean).write(tmp / FINAL_FILE)
+        results = attack_dir(tmp, log.attack.key())
+        results.mkdir(parents=True)
+        write_table(log.clips[clip_columns(False)], results / CLIPS_STEM)
+        _summary_record(log, run_dir, y, clean, adv).write(results / SUMMARY_FILE)
+        (tmp / SOURCE_DIR).mkdir()
+        for source in ("log.csv", "hparams.yaml"):
+            shutil.copyfile(log.path / source, tmp / SOURCE_DIR / source)
 
 
 def _check_out(out: Path, names: dict[str, Path]) -> None:
     """Refuse to write into a study or runs that were not imported."""
     from robustmer._io import read_json
+    from robustmer.records import CONFIG_FILE, RUNS_DIR, STUDY_FILE
 
-    study = out / "study.json"
+    study = out / STUDY_FILE
     if study.is_file() and read_json(study).get("format") != IMPORTED_STUDY_FORMAT:
         raise RobustmerError(
             f"{study}: a study that was not imported; expected a new directory or an imported "
             "study (imported runs are not pooled with trained ones)"
         )
     for name in names:
-        config = out / "runs" / name / "config.json"
-        if (out / "runs" / name).exists() and (
+        run, config = out / RUNS_DIR / name, out / RUNS_DIR / name / CONFIG_FILE
+        if run.exists() and (
             not config.is_file() or read_json(config).get("format") != IMPORTED_RUN_FORMAT
         ):
             raise RobustmerError(
-                f"{out / 'runs' / name}: exists and was not imported; expected a new directory "
-                "or an imported study"
+                f"{run}: exists and was not imported; expected a new directory or an imported "
+                "study"
             )
 
 
@@ -612,12 +690,14 @@ def import_paper_logs(
     """Import published attack logs as runs of the study directory ``out``.
 
     Writes ``out/runs/<SYSTEM>-seed<SEED>/`` per log with ``config.json`` (format
-    :data:`IMPORTED_RUN_FORMAT`: system, seed, architecture, source; no checkpoint),
-    ``final.json`` (clean test metrics computed from the log; no cost) and
-    ``attacks/paper/{clips.parquet,clips.csv,summary.json}`` and unchanged copies of the
-    log's two files in :data:`SOURCE_DIR`, and ``out/study.json``
-    (data: the paper's real data). Every log is read and checked before anything is written;
-    each run directory is replaced atomically, so re-importing is idempotent.
+    :data:`IMPORTED_RUN_FORMAT`: the paper's training settings, system, architecture, source;
+    no checkpoint), ``final.json`` (a :class:`~robustmer.records.FinalMetrics` with the clean
+    test metrics computed from the log and no cost), ``attacks/<key>/`` (the per-clip table
+    and an :class:`~robustmer.records.AttackSummary`; ``<key>`` of
+    :func:`paper_attack_config`) and unchanged copies of the log's two files in
+    :data:`SOURCE_DIR`; and ``out/study.json`` (data: the paper's real data; attacks: the
+    logs' settings). Every log is read and checked before anything is written; each run
+    directory is replaced atomically, so importing again is idempotent.
 
     Parameters
     ----------
@@ -639,8 +719,9 @@ def import_paper_logs(
         ``out`` not writable, malformed logs (see :func:`read_paper_log`), two logs of the
         same system and seed, or ``out`` holding a study or run that was not imported.
     """
-    from robustmer._io import atomic_directory, check_writable, write_json, write_table
+    from robustmer._io import check_writable, write_json
     from robustmer.provenance import versions
+    from robustmer.records import RUNS_DIR, STUDY_FILE
 
     out = check_writable(out, "study directory")
     names: dict[str, Path] = {}
@@ -658,26 +739,16 @@ def import_paper_logs(
     _check_out(out, names)
     written = []
     for log, name in zip(logs, names, strict=True):
-        settings = paper_attack_settings(log.hparams, log.path / "hparams.yaml")
-        records = _run_records(log, settings)
-        with atomic_directory(out / "runs" / name) as tmp:
-            write_json(tmp / "config.json", records["config"])
-            write_json(tmp / "final.json", records["final"])
-            attack_dir = tmp / "attacks" / settings["attack"]
-            attack_dir.mkdir(parents=True)
-            write_table(log.clips, attack_dir / "clips")
-            write_json(attack_dir / "summary.json", records["summary"])
-            (tmp / SOURCE_DIR).mkdir()
-            for source in ("log.csv", "hparams.yaml"):
-                shutil.copyfile(log.path / source, tmp / SOURCE_DIR / source)
-        written.append(out / "runs" / name)
+        _write_run(log, out / RUNS_DIR / name)
+        written.append(out / RUNS_DIR / name)
         logger.info("%s: imported %s (%d clips)", written[-1], log.path.name, len(log.clips))
     write_json(
-        out / "study.json",
+        out / STUDY_FILE,
         {
             "format": IMPORTED_STUDY_FORMAT,
             "version": 1,
             "data": {"kind": "real", "source": SOURCE},
+            "attacks": list({log.attack.key(): log.attack.to_dict() for log in logs}.values()),
             "versions": versions(),
         },
     )
