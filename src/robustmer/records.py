@@ -385,12 +385,12 @@ def clip_columns(bottleneck: bool) -> list[str]:
 def _check_columns(df: Any, path: Path) -> None:
     bottleneck = MIDLEVEL_CLIP_COLUMNS[0] in df.columns
     expected = clip_columns(bottleneck)
-    if list(df.columns) != expected:
+    if list(df.columns[: len(expected)]) != expected:
         missing = [c for c in expected if c not in df.columns]
-        extra = [c for c in df.columns if c not in expected]
         raise RobustmerError(
-            f"{path}: columns differ from the per-clip table (missing {missing}, unexpected "
-            f"{extra}); expected {', '.join(expected[:6])}, ... (docs/records.md)"
+            f"{path}: columns differ from the per-clip table (missing {missing}, order "
+            f"{list(df.columns[:4])}...); expected {', '.join(expected[:6])}, ... first "
+            "(docs/records.md)"
         )
     if df.empty:
         raise RobustmerError(f"{path}: no rows; expected one row per attacked clip")
@@ -402,7 +402,8 @@ def write_clips(df: Any, directory: str | os.PathLike[str]) -> None:
     Raises
     ------
     RobustmerError
-        If the columns are not those of :func:`clip_columns` in order, or there are no rows.
+        If the table does not start with the columns of :func:`clip_columns` in order, or
+        has no rows.
     """
     directory = Path(directory)
     _check_columns(df, directory / f"{CLIPS_STEM}.parquet")
@@ -416,7 +417,8 @@ def read_clips(directory: str | os.PathLike[str]) -> Any:
     Returns
     -------
     pandas.DataFrame
-        One row per clip, the columns of :func:`clip_columns` in order.
+        One row per clip, the columns of :func:`clip_columns` in order first (a source may
+        add its own columns after them, e.g. imported logs).
 
     Raises
     ------
