@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from robustmer.attacks.projection import (
+    adversarial_wave,
     clip_to_range,
+    project_amplitude,
     project_snr,
     project_waveform,
     snr_radius,
@@ -62,10 +64,12 @@ def test_clipping_keeps_full_scale_and_the_budget() -> None:
     delta = 0.5 * torch.randn(3, 4000, generator=gen)
     for snr in (6.0, 20.0):
         projected = project_waveform(delta, x, snr_db=snr, epsilon=0.2)
-        adv = x + projected
-        assert float(adv.abs().max()) <= 1.0
-        assert float(projected.abs().max()) <= 0.2
-        assert (waveform_snr_db(x, adv) >= snr - 1e-6).all()
+        adv = adversarial_wave(x, projected)
+        assert float(adv.abs().max()) == 1.0  # the clean peaks stay at full scale, none beyond
+        assert float((x + projected).abs().max()) <= 1.0 + 2**-23  # one rounding step at most
+        assert float((adv - x).abs().max()) <= 0.2 + 2**-24
+        assert (waveform_snr_db(x, adv) >= snr - 1e-4).all()
+    assert float(project_amplitude(delta, 0.2).abs().max()) <= 0.2  # float32(0.2) > 0.2
     clipped = clip_to_range(torch.full_like(x, 3.0), x)
     assert torch.equal(x + clipped, torch.ones_like(x))
 

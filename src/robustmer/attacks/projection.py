@@ -21,6 +21,7 @@ import math
 import torch
 
 __all__ = [
+    "adversarial_wave",
     "clip_to_range",
     "project_amplitude",
     "project_snr",
@@ -63,13 +64,26 @@ def project_snr(delta: torch.Tensor, x: torch.Tensor, snr_db: float) -> torch.Te
     return delta * scale.reshape(shape).to(delta.dtype)
 
 
+def _float_floor(value: float, dtype: torch.dtype) -> float:
+    """The largest ``dtype`` number ``<= value`` (``0.2`` rounds up in float32)."""
+    t = torch.tensor(value, dtype=dtype)
+    if float(t) > value:
+        t = torch.nextafter(t, torch.tensor(-math.inf, dtype=dtype))
+    return float(t)
+
+
 def project_amplitude(delta: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """``clamp(δ, -ε, ε)``: the L∞ amplitude budget."""
-    return delta.clamp(-epsilon, epsilon)
+    """``clamp(δ, -ε, ε)``: the L∞ amplitude budget (``|δ| ≤ ε`` exactly in δ's dtype)."""
+    bound = _float_floor(epsilon, delta.dtype)
+    return delta.clamp(-bound, bound)
 
 
 def clip_to_range(delta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``clamp(x + δ, -1, 1) − x``: keep the adversarial waveform in full scale."""
+    """``clamp(x + δ, -1, 1) − x``: keep the adversarial waveform in full scale.
+
+    In floating point ``x + result`` may exceed 1 by one rounding step; the adversarial
+    waveform itself is therefore formed as ``clamp(x + δ, -1, 1)`` (:func:`adversarial_wave`).
+    """
     return (x + delta).clamp(-1.0, 1.0) - x
 
 
@@ -101,6 +115,11 @@ def project_waveform(
     if snr_db is not None:
         delta = project_snr(delta, x, snr_db)
     return clip_to_range(delta, x)
+
+
+def adversarial_wave(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """The adversarial waveform ``clamp(x + δ, -1, 1)``: never beyond full scale."""
+    return (x + delta).clamp(-1.0, 1.0)
 
 
 def waveform_snr_db(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
