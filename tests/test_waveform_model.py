@@ -185,3 +185,27 @@ def test_cli_predict_bad_file_is_one_line(run_dir: Path, tmp_path: Path, capsys)
     assert _cli(["predict", "--run", str(run_dir), str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "noise.mp3" in err and "could not decode" in err
+
+
+def test_clip_audio_finds_the_cached_excerpts(run, tmp_path: Path) -> None:
+    import shutil
+
+    from robustmer.data import load_cache
+    from robustmer.evaluation.audio import clip_audio
+
+    model = WaveformModel.from_run(run)
+    wave, first = _clip_segments(run, model)
+    got, got_first = clip_audio(run.cache, run.cache.ids, model.samples)
+    np.testing.assert_array_equal(got_first, first.numpy())
+    np.testing.assert_array_equal(got, wave.numpy().astype(np.float32))
+    # a changed source file is refused, naming it
+    copy = shutil.copytree(run.cache.path, tmp_path / "cache")
+    clip = run.cache.ids[0]
+    source = Path(run.cache.manifest["sources"][f"{clip:03d}"]["file"])
+    moved = tmp_path / source.name
+    shutil.copy(source, moved)
+    manifest = (copy / "manifest.json").read_text().replace(str(source), str(moved))
+    (copy / "manifest.json").write_text(manifest)
+    sf.write(moved, np.zeros(4000) + 0.1, 22050)
+    with pytest.raises(RobustmerError, match=f"{moved.name}.*SHA-256"):
+        clip_audio(load_cache(copy), [clip], model.samples)
