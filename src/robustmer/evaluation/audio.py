@@ -15,6 +15,7 @@ predictions on the 1-9 scale).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -25,10 +26,75 @@ import numpy as np
 from robustmer._io import atomic_path, sha256_file, write_json
 from robustmer.errors import RobustmerError
 
-__all__ = ["AUDIO_SUBTYPE", "clip_audio", "save_audio"]
+__all__ = ["AUDIO_SUBTYPE", "LISTENING_FORMAT", "ListeningRecord", "clip_audio", "save_audio"]
 
 AUDIO_SUBTYPE = "PCM_24"
 """FLAC sample format of the listening files (quantisation noise ~ -144 dBFS)."""
+
+
+LISTENING_FORMAT = "robustmer-listening-1"
+"""``format`` of the JSON side-cars."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ListeningRecord:
+    """The JSON side-car of one clip's clean and adversarial audio (``<clip>.json``).
+
+    Attributes
+    ----------
+    clip : int
+        Clip id.
+    system : str
+        System of the attacked run (e.g. ``"A2M2E"``).
+    seed : int
+        Its training seed.
+    run : str
+        Run directory.
+    attack : dict
+        The attack's settings (``AttackConfig.to_dict()``).
+    label : str
+        ``AttackConfig.label()``.
+    snr_db : float
+        SNR of the adversarial waveform against the clean one [dB].
+    sample_rate : int
+        [Hz].
+    clean_file, adv_file : str
+        FLAC file names, in the side-car's directory.
+    emotions : dict of str to list of float
+        ``"true"``, ``"clean"``, ``"adv"``: 8 ratings each, 1-9 scale, ``EMOTIONS`` order.
+    midlevel : dict of str to list of float, or None
+        ``"clean"``, ``"adv"``: the 7 bottleneck outputs × 10; None without a bottleneck.
+    """
+
+    clip: int
+    system: str
+    seed: int
+    run: str
+    attack: dict[str, Any]
+    label: str
+    snr_db: float
+    sample_rate: int
+    clean_file: str
+    adv_file: str
+    emotions: dict[str, list[float]]
+    midlevel: dict[str, list[float]] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with ``format``."""
+        return {"format": LISTENING_FORMAT, **dataclasses.asdict(self)}
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> ListeningRecord:
+        """Read a side-car (RobustmerError for another format or missing fields)."""
+        from robustmer._io import read_json
+
+        d = read_json(path)
+        if not isinstance(d, dict) or d.pop("format", None) != LISTENING_FORMAT:
+            raise RobustmerError(f"{path}: not a listening side-car; expected {LISTENING_FORMAT}")
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise RobustmerError(f"{path}: {exc}; expected a {LISTENING_FORMAT} side-car") from None
 
 
 def _source(manifest: dict[str, Any], clip: int, where: Path) -> Path:
@@ -97,11 +163,10 @@ def clip_audio(cache: Any, ids: list[int], samples: int) -> tuple[np.ndarray, np
 
 def save_audio(
     out: str | os.PathLike[str],
-    clip_ids: list[int],
     clean: np.ndarray,
     adversarial: np.ndarray,
     sample_rate: int,
-    sidecars: list[dict[str, Any]],
+    records: list[ListeningRecord],
 ) -> list[Path]:
     """Write clean and adversarial FLAC files and a JSON side-car per clip, atomically.
 
@@ -109,13 +174,13 @@ def save_audio(
     ----------
     out : str or PathLike
         Directory (created).
-    clip_ids : list of int
     clean, adversarial : np.ndarray, shape [n, T]
         Waveforms in [-1, 1].
     sample_rate : int
         [Hz].
-    sidecars : list of dict
-        One JSON-ready dict per clip (written as ``<clip>.json``).
+    records : list of ListeningRecord
+        One per clip, written as ``<clip>.json``; its ``clean_file`` / ``adv_file`` name
+        the FLAC files written.
 
     Returns
     -------
@@ -127,12 +192,11 @@ def save_audio(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for row, clip in enumerate(clip_ids):
-        stem = f"{clip:03d}"
-        for name, wave in (("clean", clean[row]), ("adv", adversarial[row])):
-            with atomic_path(out / f"{stem}_{name}.flac") as tmp:
+    for row, record in enumerate(records):
+        for name, wave in ((record.clean_file, clean[row]), (record.adv_file, adversarial[row])):
+            with atomic_path(out / name) as tmp:
                 data = np.asarray(wave, np.float64)  # [T]
                 sf.write(tmp, data, sample_rate, format="FLAC", subtype=AUDIO_SUBTYPE)
-        write_json(out / f"{stem}.json", sidecars[row])
-        written.append(out / f"{stem}.json")
+        write_json(out / f"{record.clip:03d}.json", record.to_dict())
+        written.append(out / f"{record.clip:03d}.json")
     return written

@@ -165,26 +165,6 @@ class WaveformModel(nn.Module):
         """
         return self.model(self.spectrogram(wave, first_frame))
 
-    def bind(self, first_frame: torch.Tensor) -> nn.Module:
-        """This model with a fixed ``first_frame [B]``: a module ``wave [B, T] -> MEROutput``.
-
-        Attacks call ``model(x)`` with the input only; binding the batch's excerpt offsets
-        lets them attack clips whose excerpts start at different frames.
-        """
-        return _BoundWaveformModel(self, first_frame)
-
-
-class _BoundWaveformModel(nn.Module):
-    """:class:`WaveformModel` with a fixed per-clip first frame (see :meth:`bind`)."""
-
-    def __init__(self, waveform_model: WaveformModel, first_frame: torch.Tensor) -> None:
-        super().__init__()
-        self.waveform_model = waveform_model
-        self.first_frame = first_frame
-
-    def forward(self, wave: torch.Tensor) -> MEROutput:
-        return self.waveform_model(wave, self.first_frame)
-
 
 def window_starts(n_frames: int, frames: int, hop_frames: int) -> list[int]:
     """First frames of the sliding windows over a clip of ``n_frames`` frames.
