@@ -38,8 +38,9 @@ def train(
     adv_every: Annotated[
         int | None, typer.Option(help="Adversarial systems: every N-th epoch (paper: 5).")
     ] = None,
-    adv_iters: Annotated[
-        int | None, typer.Option(help="Attack iterations in adversarial training (paper: 50).")
+    adv_steps: Annotated[
+        int | None,
+        typer.Option(help="Steps of the adversarial-training attack (paper attack: 50)."),
     ] = None,
     channels_last: Annotated[
         bool | None, typer.Option("--channels-last/--no-channels-last", help="Memory format.")
@@ -54,14 +55,15 @@ def train(
     Writes OUT/{config.json, metrics.csv, best.safetensors, state.pt, final.json}.
     See docs/training.md.
     """
-    from robustmer.training import make_config
+    from robustmer.training import make_config, resolve_device
     from robustmer.training import train as run_train
 
+    dev = resolve_device(device)
     config = make_config(
         system,
         seed,
         profile=profile,
-        device=device,
+        device=str(dev),
         max_epochs=max_epochs,
         patience=patience,
         monitor=monitor,
@@ -69,11 +71,12 @@ def train(
         lr=lr,
         batch_size=batch_size,
         adv_every=adv_every,
-        adv_iters=adv_iters,
         channels_last=channels_last,
         amp=amp,
     )
-    final = run_train(data, out, config, progress=progress)
+    if adv_steps is not None:
+        config = config.replace(adv_attack=config.adv_attack.replace(steps=adv_steps))
+    final = run_train(data, out, config, device=dev, progress=progress)
     test = final["metrics"]["test"]["emotions"]
     typer.echo(
         f"{config.system} seed {config.seed}: best epoch {final['best_epoch']} of "
