@@ -28,15 +28,15 @@ import dataclasses
 import logging
 import math
 import os
-import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from robustmer._io import atomic_path, check_writable, sha256_file, to_jsonable, write_table
+from robustmer._io import atomic_path, check_writable, sha256_file, to_jsonable
 from robustmer.errors import RobustmerError
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
+from robustmer.provenance import device_name
 from robustmer.records import (
     BEST_FILE,
     CLIPS_STEM,
@@ -46,6 +46,7 @@ from robustmer.records import (
     Cost,
     attack_dir,
     clip_columns,
+    write_clips,
 )
 
 if TYPE_CHECKING:
@@ -296,8 +297,7 @@ def _clip_table(
 def _write_outputs(
     out_dir: Path, table: pd.DataFrame, outcome: _Outcome, save_examples: bool
 ) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(table, out_dir / CLIPS_STEM)
+    write_clips(table, out_dir)
     if save_examples:
         with atomic_path(out_dir / EXAMPLES_FILE) as tmp, open(tmp, "wb") as fh:
             np.save(fh, outcome.arrays["x_adv"].astype(np.float32))
@@ -323,11 +323,7 @@ def _attack_cost(run: Run, table: pd.DataFrame, outcome: _Outcome) -> Cost:
         backward_clip_passes=iterations + n,
         attack_clip_iterations=iterations,
         device=str(dev),
-        device_name=(
-            torch.cuda.get_device_name(dev)
-            if dev.type == "cuda"
-            else platform.processor() or platform.machine()
-        ),
+        device_name=device_name(dev),
         torch=torch.__version__,
     )
 
