@@ -33,7 +33,7 @@ def _write_attack(run: Path, cfg, result, y, system: str, seed: int, label_eps) 
     out.mkdir(parents=True)
     df = result_table(result, y, system=system, attack=cfg.name, epsilon=label_eps, seed=seed)
     write_table(df, out / "clips")
-    write_json(out / "summary.json", {"settings": cfg.to_dict()})
+    write_json(out / "summary.json", {"attack": cfg.to_dict(), "split": "test"})
 
 
 def _study(root: Path) -> Path:
