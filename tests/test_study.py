@@ -180,6 +180,8 @@ def test_quick_profile_keeps_the_papers_recipe():
         "train.width",
         "train.adv_attack.steps",
         "attack.paper.steps",
+        "attack.apgd.steps",
+        "epsilons",
     }
     assert set(changed) <= allowed, set(changed) - allowed
     assert len(QUICK.seeds) >= 3 and QUICK.systems == PAPER.systems

@@ -164,6 +164,8 @@ def shrunk(profile: StudyProfile) -> dict[str, dict[str, Any]]:
     for key in ("clips", "seconds", "frames"):
         if getattr(profile, key) != getattr(PAPER, key):
             out[key] = {"paper": getattr(PAPER, key), "used": getattr(profile, key)}
+    if profile.epsilons != PAPER.epsilons:
+        out["epsilons"] = {"paper": list(PAPER.epsilons), "used": list(profile.epsilons)}
     if len(profile.seeds) != len(PAPER.seeds):
         out["seeds"] = {"paper": len(PAPER.seeds), "used": len(profile.seeds)}
     for key, value in profile.train.items():
