@@ -548,12 +548,12 @@ def test_figure3_axis_from_zero_and_legend(tmp_path: Path, monkeypatch: pytest.M
     figures.figure_delta_mae(delta, tmp_path / "g", show_paper=True)
     plain, with_paper = (fig.axes[0] for fig in drawn)
     assert plain.get_ylim()[0] == 0.0 and plain.get_ylim()[1] > 0.6
-    labels = [t.get_text() for t in plain.get_legend().get_texts()]
+    labels = [t.get_text() for t in drawn[0].legends[0].get_texts()]
     assert "not interpretable: A2E" in labels
     assert "interpretable (mid-level bottleneck): A2M2E" in labels
     assert "adversarially trained: aA2E" in labels
     assert not any("paper" in label for label in labels)
-    labels = [t.get_text() for t in with_paper.get_legend().get_texts()]
+    labels = [t.get_text() for t in drawn[1].legends[0].get_texts()]
     assert any("paper median" in label and "1000-iteration" in label for label in labels)
     assert with_paper.get_ylim()[0] == 0.0 and with_paper.get_ylim()[1] > 1.6  # paper's A2E
 
