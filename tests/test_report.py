@@ -581,22 +581,20 @@ def test_baseline_row_in_table1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     import sys
     import types
 
-    import robustmer.data
+    import robustmer.evaluation
 
     study = make_study(tmp_path)
     (study / "cache").mkdir()  # study.json: data.cache = "cache", relative to the study
+    result = {"avg_corr": 0.512, "mae": 0.125, "alpha": 10.0, "n_test": 36, "frames": 32}
     seen = []
     fake = types.ModuleType("robustmer.evaluation.baseline")
-    fake.ridge_baseline = lambda cache: seen.append(cache) or {  # type: ignore[attr-defined]
-        "avg_corr": 0.512,
-        "mae": 0.125,
-        "alpha": 10.0,
-        "n": 36,
-    }
+    fake.ridge_baseline = lambda cache: seen.append(cache) or types.SimpleNamespace(  # type: ignore[attr-defined]
+        to_dict=lambda: dict(result)
+    )
     monkeypatch.setitem(sys.modules, "robustmer.evaluation.baseline", fake)
-    monkeypatch.setattr(robustmer.data, "load_cache", lambda path: f"cache at {path}")
+    monkeypatch.setattr(robustmer.evaluation, "baseline", fake, raising=False)
     build_report(study)
-    assert seen == [f"cache at {study / 'cache'}"]
+    assert seen == [str(study / "cache")]
     t1 = _read(study, "table1").set_index("system")
     row = t1.loc["ridge baseline"]
     assert row["kind"] == "baseline" and (t1.drop("ridge baseline")["kind"] == "system").all()
@@ -607,7 +605,7 @@ def test_baseline_row_in_table1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert "penalty 10.000 chosen on the validation clips, scored on 36 test clips" in md
     assert "The ridge baseline on per-band statistics reaches 0.512; every system beats it." in md
     summary = json.loads((study / "report" / "summary.json").read_text())
-    assert summary["baseline"] == {"avg_corr": 0.512, "mae": 0.125, "alpha": 10.0, "n": 36}
+    assert summary["baseline"] == result
 
 
 def _clips_for(deltas: dict[str, np.ndarray]) -> pd.DataFrame:

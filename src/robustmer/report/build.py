@@ -16,7 +16,6 @@ outputs ``attacks/<attack>/clips.parquet`` (or ``.csv``) and ``summary.json``. W
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -438,8 +437,9 @@ def _cache_dir(data: StudyData) -> Path | None:
 
 
 def _ridge_baseline(data: StudyData) -> dict[str, Any] | None:
-    """The ridge baseline on the study's cache (``avg_corr``, ``mae``, ``alpha``, ``n``), or
-    None with a note when the cache or the baseline module is not available."""
+    """The ridge baseline on the study's cache (:class:`robustmer.evaluation.baseline.
+    BaselineResult` as a dict: ``avg_corr``, ``mae``, ``alpha``, ``n_test``, ...), or None with
+    a note when the cache or the baseline module is not available."""
     cache_dir = _cache_dir(data)
     if cache_dir is None:
         data.notes.append("ridge baseline not computed: the study's cache is not available")
@@ -449,11 +449,7 @@ def _ridge_baseline(data: StudyData) -> dict[str, Any] | None:
     except ImportError:
         data.notes.append("ridge baseline not computed: robustmer.evaluation.baseline missing")
         return None
-    from robustmer.data import load_cache
-
-    result = baseline.ridge_baseline(load_cache(cache_dir))
-    values = dataclasses.asdict(result) if dataclasses.is_dataclass(result) else dict(result)
-    return {k: values.get(k) for k in ("avg_corr", "mae", "alpha", "n")}
+    return baseline.ridge_baseline(str(cache_dir)).to_dict()
 
 
 def _tables(data: StudyData, baseline: dict[str, Any] | None, ddof: int) -> dict[str, Any]:

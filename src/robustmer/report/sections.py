@@ -50,7 +50,7 @@ class ReportContext:
     conclusion : str
         The opening paragraph (:func:`robustmer.report.conclusion.conclusion`).
     baseline : dict or None
-        The ridge baseline's result (``avg_corr``, ``mae``, ``alpha``, ``n``, ...).
+        The ridge baseline's result (``avg_corr``, ``mae``, ``alpha``, ``n_test``, ...).
     prov : dict
         :func:`robustmer.report.build.provenance`.
     figs : dict
@@ -139,7 +139,7 @@ def table1(ctx: ReportContext) -> list[Block]:
             " The ridge baseline is not a system: a ridge regression on the mean, std and mean "
             "absolute frame-to-frame difference of each band of the same excerpts, penalty "
             f"{fmt(b.get('alpha'), 3)} chosen on the validation clips, scored on "
-            f"{b.get('n', '–')} test clips; it is not attacked."
+            f"{b.get('n_test', '–')} test clips; it is not attacked."
         )
     blocks: list[Block] = [
         Heading("Table 1: performance and robustness per system"),
