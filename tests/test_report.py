@@ -674,3 +674,20 @@ def test_conclusion_equal_systems_no_significant_difference() -> None:
     assert text.startswith("On the real Soundtracks data (profile quick):")
     # n = 40 < 90: the paragraph says the test has little power
     assert "weak evidence of equal robustness" in text
+
+
+def test_readme_block_has_conclusion_table1_and_figures(study: Path) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "update_readme.py"
+    spec = importlib.util.spec_from_file_location("_update_readme", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    block = module.quick_block(study)
+    md = (study / "report" / "report.md").read_text(encoding="utf-8")
+    assert block.startswith(module.START) and block.endswith(module.END)
+    assert module.section(md, "Conclusion") in block and "**A2M2E is more robust" in block
+    assert "| A2E | 3 | 0.730 ± 0.030 | 0.100 ± 0.010 |" in block
+    assert "docs/images/quick-fig3.png" in block and "docs/images/quick-fig4.png" in block
+    assert "seeds 10 → 2, train.max_epochs 199 → 12" in block
