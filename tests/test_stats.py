@@ -105,5 +105,8 @@ def test_power_of_the_paired_t_test() -> None:
     t = d.mean(axis=1) / (d.std(axis=1, ddof=1) / math.sqrt(90))
     rejected = 2 * stats.t.sf(np.abs(t), df=89) < 0.05
     assert rejected.mean() == pytest.approx(paired_t_power(90, 0.3), abs=0.012)  # 4 s.e.
+    # large n at a Holm threshold: finite (scipy's far lower tail is NaN there) and increasing
+    powers = [paired_t_power(n, 0.3, alpha=0.005) for n in (100, 300, 600, 1000)]
+    assert all(np.isfinite(powers)) and powers == sorted(powers) and powers[-1] <= 1.0
     with pytest.raises(RobustmerError, match="nonzero effect"):
         paired_t_sample_size(0.0)

@@ -149,7 +149,10 @@ def paired_t_power(n: int, effect: float, *, alpha: float = 0.05) -> float:
     df = n - 1
     nc = abs(effect) * math.sqrt(n)
     crit = stats.t.ppf(1.0 - alpha / 2.0, df)
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    upper = float(stats.nct.sf(crit, df, nc))
+    # the opposite tail is far below 1e-15 wherever scipy's noncentral t cdf returns NaN there
+    lower = float(np.nan_to_num(stats.nct.cdf(-crit, df, nc), nan=0.0))
+    return upper + lower
 
 
 def paired_t_sample_size(effect: float, *, alpha: float = 0.05, power: float = 0.8) -> int:
