@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from robustmer.errors import RobustmerError
+
 __all__ = [
     "Block",
     "Bullets",
@@ -216,7 +218,10 @@ def _md_bullets(b: Bullets) -> str:
 
 def _alignments(b: TableBlock) -> list[bool]:
     if b.numeric:
-        assert len(b.numeric) == len(b.headers), (len(b.numeric), len(b.headers))
+        if len(b.numeric) != len(b.headers):
+            raise RobustmerError(
+                f"table {b.headers}: {len(b.numeric)} alignments; expected one per column"
+            )
         return list(b.numeric)
     return [i > 0 for i in range(len(b.headers))]
 
@@ -229,7 +234,8 @@ def _md_table(b: TableBlock) -> str:
     lines.append("| " + " | ".join(_md_cell(h) for h in b.headers) + " |")
     lines.append("|" + "|".join("---:" if r else ":---" for r in right) + "|")
     for row in b.rows:
-        assert len(row) == len(b.headers), (row, b.headers)
+        if len(row) != len(b.headers):
+            raise RobustmerError(f"table {b.headers}: row {row}; expected one cell per column")
         lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
     return "\n".join(lines)
 
