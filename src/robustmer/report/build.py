@@ -6,12 +6,18 @@ metrics and training cost; a run without it has not finished and is skipped), an
 outputs ``attacks/<attack>/clips.parquet`` (or ``.csv``) and ``summary.json``. Writes, atomically
 (the whole directory is built beside the target and renamed):
 
-- ``report.md`` and ``report.html`` (self-contained) with Table 1, Figures 3 and 4, the paired
-  tests, the cost comparison and provenance;
+- ``report.md`` and ``report.html`` (self-contained): the sections of
+  :data:`robustmer.report.sections.SECTIONS` (a conclusion generated from the numbers,
+  Table 1 with the ridge baseline row, Figures 3 and 4, the Holm-corrected paired tests of
+  every pair of systems with their power, the cost comparison with the time per stage, and
+  provenance);
 - ``figures/fig3_delta_mae.{png,svg}``, ``figures/fig4_true_vs_pred.{png,svg}``;
 - tidy tables as Parquet + CSV: ``table1``, ``delta_mae`` (one row per model), ``clips`` (all
-  per-clip rows), ``tests``, ``cost``, ``cost_ratios``, ``runs`` (one row per finished run);
-- ``summary.json`` with every number of those tables, the notes and the provenance.
+  per-clip rows), ``tests``, ``cost``, ``cost_ratios``, ``stages`` (time per stage, from
+  ``study.json["stage_seconds"]``), ``runs`` (one row per finished run);
+- ``summary.json`` with every number of those tables, the specs of the tables shown
+  (:mod:`robustmer.report.specs`), the conclusion, the power statement, the baseline, the
+  notes and the provenance.
 """
 
 from __future__ import annotations
@@ -467,7 +473,9 @@ def _tables(data: StudyData, baseline: dict[str, Any] | None, ddof: int) -> dict
         "tests": significance_tests(data.clips),
         "cost": cost,
         "cost_ratios": cost_ratios(cost),
-        "stages": stage_table(stages) if stages else pd.DataFrame(columns=["stage", "seconds"]),
+        "stages": stage_table(stages)
+        if stages
+        else pd.DataFrame(columns=["stage", "seconds", "share"]),
         "runs": data.runs,
     }
 

@@ -87,7 +87,8 @@ def fmt(x: float | int | None, digits: int = 3) -> str:
         return "–"
     if isinstance(x, numbers.Integral):
         return str(int(x))
-    return f"{float(x):.{digits}f}"
+    text = f"{float(x):.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.000"
 
 
 def fmt_pm(mean: float, std: float, digits: int = 3) -> str:
