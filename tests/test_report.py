@@ -602,7 +602,7 @@ def test_baseline_row_in_table1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert math.isnan(row["n_seeds"]) and math.isnan(row["delta_mae_mean"])
     md = (study / "report" / "report.md").read_text(encoding="utf-8")
     assert "| ridge baseline | – | 0.512 | 0.125 | – | – | – | – |" in md
-    assert "penalty 10.000 chosen on the validation clips, scored on 36 test clips" in md
+    assert "penalty 10 chosen on the validation clips, scored on 36 test clips" in md
     assert "The ridge baseline on per-band statistics reaches 0.512; every system beats it." in md
     summary = json.loads((study / "report" / "summary.json").read_text())
     assert summary["baseline"] == result

@@ -138,7 +138,7 @@ def table1(ctx: ReportContext) -> list[Block]:
         caption += (
             " The ridge baseline is not a system: a ridge regression on the mean, std and mean "
             "absolute frame-to-frame difference of each band of the same excerpts, penalty "
-            f"{fmt(b.get('alpha'), 3)} chosen on the validation clips, scored on "
+            f"{b.get('alpha', float('nan')):g} chosen on the validation clips, scored on "
             f"{b.get('n_test', '–')} test clips; it is not attacked."
         )
     blocks: list[Block] = [
