@@ -36,30 +36,56 @@ def study(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     jobs: Annotated[
         int | None,
-        typer.Option(help="Parallel worker processes (default: CPU count on CPU, 1 on GPU)."),
+        typer.Option(
+            min=1, help="Parallel worker processes (default: CPU count on CPU, 1 on GPU)."
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Torch threads per system x seed unit, a recorded setting of the study "
+            "(default: as recorded, else CPU count // jobs).",
+        ),
     ] = None,
 ) -> None:
     """Run the whole study: data, spectrograms, systems x seeds, attacks, report.
 
-    Resumable: run the same command again after an interruption and it continues.
+    Resumable: after Ctrl-C or a crash, run the same command again and it continues.
     """
-    from robustmer.errors import RobustmerError
-    from robustmer.study import run_study
+    import sys
 
+    from robustmer.errors import RobustmerError
+    from robustmer.study import STUDY_PROFILES, run_study
+    from robustmer.training import resolve_device
+
+    if data is not None and (soundtracks is not None or midlevel is not None):
+        raise RobustmerError("give either --data or --soundtracks/--midlevel, not both")
+    if (soundtracks is None) != (midlevel is None):
+        raise RobustmerError("real data needs both --soundtracks and --midlevel")
+    if profile is not None and profile not in STUDY_PROFILES:
+        raise RobustmerError(
+            f"--profile {profile!r}: unknown; expected one of {', '.join(STUDY_PROFILES)}"
+        )
     seed_list = _csv_list(seeds)
     try:
         seed_values = tuple(int(s) for s in seed_list) if seed_list else None
     except ValueError:
         raise RobustmerError(f"--seeds {seeds!r}; expected comma-separated integers") from None
-    report = run_study(
-        out,
-        data=data,
-        soundtracks=soundtracks,
-        midlevel=midlevel,
-        profile=profile,
-        systems=_csv_list(systems),
-        seeds=seed_values,
-        device=device,
-        jobs=jobs,
-    )
+    try:
+        report = run_study(
+            out,
+            data=data,
+            soundtracks=soundtracks,
+            midlevel=midlevel,
+            profile=profile,
+            systems=_csv_list(systems),
+            seeds=seed_values,
+            device=resolve_device(device),
+            jobs=jobs,
+            threads=threads,
+        )
+    except KeyboardInterrupt:
+        sys.stderr.write(f"robustmer: study interrupted; run the same command to resume {out}\n")
+        raise SystemExit(130) from None
     typer.echo(f"report: {report / 'report.md'} and {report / 'report.html'}")
