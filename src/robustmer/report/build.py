@@ -432,14 +432,13 @@ def is_paper_attack(attack: str, settings: dict[str, Any]) -> bool:
 
 
 def _cache_dir(data: StudyData) -> Path | None:
-    """The study's cache directory (relative paths: to the study directory, else as given)."""
+    """The study's cache directory: ``study.json`` records it relative to the study directory,
+    or absolute; None when not recorded or absent."""
     cache = _opt(data.study, "data.cache", None)
     if not isinstance(cache, str):
         return None
-    for candidate in (data.study_dir / cache, Path(cache)):
-        if candidate.is_dir():
-            return candidate
-    return None
+    path = data.study_dir / cache  # an absolute ``cache`` replaces the study directory
+    return path if path.is_dir() else None
 
 
 def _ridge_baseline(data: StudyData) -> dict[str, Any] | None:
