@@ -405,6 +405,14 @@ def test_summary_json_matches_tables(study: Path) -> None:
                 else:
                     assert record[key] == value, (name, key)
     assert summary["figure_seed"] == 6
+    # the same specs make the Markdown tables and describe them in summary.json
+    md = (study / "report" / "report.md").read_text(encoding="utf-8")
+    for name in ("table1", "delta_mae", "tests", "cost", "cost_ratios"):
+        columns = summary["table_specs"][name]["columns"]
+        header = "| " + " | ".join(c["header"] for c in columns) + " |"
+        assert header in md, name
+        assert all(c["key"] in summary[name][0] for c in columns), name
+    assert "paper_avg_corr" not in [c["key"] for c in summary["table_specs"]["table1"]["columns"]]
     assert any("A2M2E-seed42" in n and "not finished" in n for n in summary["notes"])
     assert any("A2E-seed42" in n and "attack" in n for n in summary["notes"])
     prov = summary["provenance"]
