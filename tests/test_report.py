@@ -665,8 +665,8 @@ def test_conclusion_states_a_clear_difference_with_its_p() -> None:
     row = tests.iloc[0]
     assert text.startswith("These results come from **synthetic** data (profile quick)")
     assert "**A2M2E is more robust than A2E**" in text
-    assert f"Holm-adjusted p = {fmt_p(row['t_p_holm'])} (t-test)" in text
-    assert f"{fmt_p(row['wilcoxon_p_holm'])} (Wilcoxon); n = 120" in text
+    assert f"Holm-adjusted p = {fmt_p(row['t_p_holm'])} t-test, " in text
+    assert f"{fmt_p(row['wilcoxon_p_holm'])} Wilcoxon)" in text
     assert f"lower by {abs(row['mean_diff']):.3f} on average" in text
     assert "No significant difference" not in text
     assert "n = 120 paired clips" in text and "90 pairs give power 0.8." in text

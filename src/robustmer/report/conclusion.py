@@ -44,11 +44,11 @@ def _difference(row: Any) -> str:
     sign = -1.0 if a_wins else 1.0  # differences as (less robust) - (more robust)
     low, high = sorted((sign * row.dz_ci_low, sign * row.dz_ci_high))
     return (
-        f"**{more} is more robust than {less}**: its ΔMAE per clip is lower by "
+        f"**{more} is more robust than {less}**: ΔMAE per clip lower by "
         f"{fmt(abs(row.mean_diff))} on average (median {fmt(sign * row.median_diff)}; "
         f"d_z = {fmt(abs(row.cohen_dz), 2)}, 95 % CI {fmt(low, 2)} to {fmt(high, 2)}; "
-        f"Holm-adjusted p = {fmt_p(row.t_p_holm)} (t-test), {fmt_p(row.wilcoxon_p_holm)} "
-        f"(Wilcoxon); n = {int(row.n)})."
+        f"Holm-adjusted p = {fmt_p(row.t_p_holm)} t-test, {fmt_p(row.wilcoxon_p_holm)} "
+        "Wilcoxon)."
     )
 
 
