@@ -101,8 +101,14 @@ def bootstrap_ci(
 
 
 def _cohen_dz(d: np.ndarray) -> np.ndarray:
-    """Cohen's d_z = mean / std(ddof=1) along the last axis; d: [..., n] -> [...]."""
-    return d.mean(axis=-1) / d.std(axis=-1, ddof=1)
+    """Cohen's d_z = mean / std(ddof=1) along the last axis; d: [..., n] -> [...].
+
+    Two-pass (centred) variance, computed in place in one scratch array.
+    """
+    mean = d.mean(axis=-1)  # [...]
+    centred = d - mean[..., None]  # [..., n]
+    np.square(centred, out=centred)
+    return mean / np.sqrt(centred.sum(axis=-1) / (d.shape[-1] - 1))
 
 
 def holm(p: Any) -> np.ndarray:
