@@ -23,8 +23,10 @@ outputs ``attacks/<attack>/clips.parquet`` (or ``.csv``) and ``summary.json``. W
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +35,27 @@ import numpy as np
 import pandas as pd
 
 from robustmer._io import atomic_directory, atomic_open, read_json, write_json, write_table
+from robustmer.attacks import (
+    ATTACKS,
+    AttackConfig,
+    PaperConfig,
+    attack_config,
+    config_from_dict,
+)
 from robustmer.errors import RobustmerError
 from robustmer.names import RATING_SCALE
 from robustmer.provenance import versions
+from robustmer.records import (
+    CLIPS_STEM,
+    FINAL_FILE,
+    REPORT_DIR,
+    RUNS_DIR,
+    STUDY_FILE,
+    SUMMARY_FILE,
+    AttackSummary,
+    attack_dir,
+    read_clips,
+)
 from robustmer.report import figures, render, sections, specs
 from robustmer.report.conclusion import conclusion
 from robustmer.report.render import TableSpec
@@ -52,7 +72,15 @@ from robustmer.report.tables import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STAGE_SECONDS_KEY", "StudyData", "build_report", "is_paper_attack", "load_study"]
+__all__ = [
+    "STAGE_SECONDS_KEY",
+    "StudyData",
+    "build_report",
+    "default_report_dir",
+    "is_paper_attack",
+    "load_study",
+    "study_attacks",
+]
 
 _NAN = float("nan")
 
@@ -74,7 +102,9 @@ class StudyData:
     clips : pd.DataFrame
         Per-clip attack rows of all attacked runs, concatenated.
     summaries : dict
-        ``summary.json`` of each attacked run, by run name.
+        :class:`robustmer.records.AttackSummary` of each attacked run, by run name.
+    attack_key : str
+        Storage key of the attack whose results were read.
     notes : list of str
         Human-readable remarks for the report (skipped runs, missing outputs, ...).
     """
@@ -83,8 +113,9 @@ class StudyData:
     study: dict[str, Any]
     runs: pd.DataFrame
     clips: pd.DataFrame
-    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    summaries: dict[str, AttackSummary] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    attack_key: str = ""
 
 
 def _get(obj: Any, dotted: str, path: Path) -> Any:
@@ -117,26 +148,6 @@ def _number(value: Any, dotted: str, path: Path) -> float:
         raise RobustmerError(f"{path}: '{dotted}' is {value!r}; expected a number") from None
 
 
-def _read_clips(attack_dir: Path) -> tuple[pd.DataFrame, Path]:
-    """The per-clip table of one attacked run (Parquet preferred, CSV otherwise)."""
-    parquet, csv = attack_dir / "clips.parquet", attack_dir / "clips.csv"
-    if parquet.is_file():
-        path, df = parquet, pd.read_parquet(parquet)
-    elif csv.is_file():
-        path, df = csv, pd.read_csv(csv)
-    else:
-        raise FileNotFoundError(attack_dir / "clips.parquet")
-    missing = [c for c in ("clip_id", "mae_clean", "mae_adv") if c not in df.columns]
-    if missing:
-        raise RobustmerError(
-            f"{path}: missing column(s) {missing}; expected the per-clip attack table "
-            "(clip_id, mae_clean, mae_adv, true_/clean_/adv_<emotion>, ...)"
-        )
-    if df.empty:
-        raise RobustmerError(f"{path}: no rows; expected one row per attacked clip")
-    return df, path
-
-
 _IDENTITY_SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
     "system": (("final", "system"), ("config", "system.name"), ("config", "train_config.system")),
     "seed": (("final", "seed"), ("config", "train_config.seed")),
@@ -152,13 +163,18 @@ _COST_KEYS: dict[str, str] = {
 }
 """Runs-table cost column -> key of ``final.json["cost"]`` (written by robustmer.training)."""
 
-_SUMMARY_KEYS: dict[str, str] = {
-    "attack_seconds": "attack_seconds",
-    "attack_model_passes": "model_passes",
-    "snr_db_mean": "snr_db_mean",
-    "snr_db_median": "snr_db_median",
-}
-"""Runs-table attack column -> key of the attack's ``summary.json`` (robustmer.evaluation)."""
+def _summary_columns(summary: AttackSummary | None) -> dict[str, float]:
+    """Runs-table attack columns from the attack's ``summary.json`` (NaN without one)."""
+    if summary is None:
+        return dict.fromkeys(
+            ("attack_seconds", "attack_model_passes", "snr_db_mean", "snr_db_median"), _NAN
+        )
+    return {
+        "attack_seconds": summary.cost.wall_seconds,
+        "attack_model_passes": float(summary.cost.forward_clip_passes),
+        "snr_db_mean": summary.snr_db_mean,
+        "snr_db_median": summary.snr_db_median,
+    }
 
 
 def _identity(config: dict, final: dict, paths: dict[str, Path]) -> tuple[str, int]:
@@ -192,8 +208,8 @@ def _identity(config: dict, final: dict, paths: dict[str, Path]) -> tuple[str, i
 
 
 def _read_run(
-    run_dir: Path, attack: str
-) -> tuple[dict[str, Any], pd.DataFrame | None, dict[str, Any] | None, list[str]]:
+    run_dir: Path, key: str
+) -> tuple[dict[str, Any], pd.DataFrame | None, AttackSummary | None, list[str]]:
     """Read one finished run: its row of the runs table, clips, attack summary and notes."""
     notes: list[str] = []
     config_path, final_path = run_dir / "config.json", run_dir / "final.json"
@@ -220,52 +236,91 @@ def _read_run(
     if not isinstance(cost, dict):
         notes.append(f"{run_dir.name}: final.json has no 'cost'; training cost unknown")
         cost = {}
-    for column, key in _COST_KEYS.items():
-        row[column] = _number(cost.get(key), f"cost.{key}", final_path)
+    for column, cost_key in _COST_KEYS.items():
+        row[column] = _number(cost.get(cost_key), f"cost.{cost_key}", final_path)
     row["train_device"] = str(cost.get("device", ""))
 
-    attack_dir = run_dir / "attacks" / attack
-    clips: pd.DataFrame | None = None
-    summary: dict[str, Any] | None = None
-    try:
-        clips, clips_path = _read_clips(attack_dir)
-    except FileNotFoundError:
-        notes.append(
-            f"{run_dir.name}: no '{attack}' attack outputs (attacks/{attack}/clips.*); "
-            "left out of the adversarial results"
-        )
-    if clips is not None:
-        for column, expected in (("system", system), ("seed", seed)):
-            if column in clips.columns and (clips[column] != expected).any():
-                found = sorted(map(str, clips[column].unique()))
-                raise RobustmerError(
-                    f"{clips_path}: column '{column}' holds {found}; expected {expected!r} as in "
-                    f"{config_path}"
-                )
-        clips = clips.assign(system=system, seed=seed)
-        summary_path = attack_dir / "summary.json"
-        if summary_path.is_file():
-            summary = read_json(summary_path)
-        else:
-            notes.append(
-                f"{run_dir.name}: attacks/{attack}/summary.json missing; attack cost unknown"
-            )
+    clips, summary, attack_notes = _read_attack(run_dir, key, system, seed)
+    notes += attack_notes
     row["attacked"] = clips is not None
-    summary_file = attack_dir / "summary.json"
-    for column, key in _SUMMARY_KEYS.items():
-        row[column] = _number((summary or {}).get(key), key, summary_file)
+    row.update(_summary_columns(summary))
     return row, clips, summary, notes
 
 
-def load_study(study_dir: str | os.PathLike[str], *, attack: str = "paper") -> StudyData:
+def _read_attack(
+    run_dir: Path, key: str, system: str, seed: int
+) -> tuple[pd.DataFrame | None, AttackSummary | None, list[str]]:
+    """One run's per-clip table and summary of the attack stored under ``key``."""
+    directory = attack_dir(run_dir, key)
+    if not (directory / f"{CLIPS_STEM}.parquet").is_file() and not (
+        directory / f"{CLIPS_STEM}.csv"
+    ).is_file():
+        note = f"{run_dir.name}: no results of attack {key}; left out of the adversarial results"
+        return None, None, [note]
+    clips = read_clips(directory)
+    for column, expected in (("system", system), ("seed", seed)):
+        if (clips[column] != expected).any():
+            found = sorted(map(str, clips[column].unique()))
+            raise RobustmerError(
+                f"{directory}: column '{column}' holds {found}; expected {expected!r} as in "
+                f"{run_dir / 'config.json'}"
+            )
+    if not (directory / SUMMARY_FILE).is_file():
+        return clips, None, [f"{run_dir.name}: {key}/{SUMMARY_FILE} missing; attack cost unknown"]
+    return clips, AttackSummary.read(directory / SUMMARY_FILE), []
+
+
+def study_attacks(study: dict[str, Any]) -> list[AttackConfig]:
+    """The evaluation attacks recorded in ``study.json`` (default: the paper attack)."""
+    recorded = study.get("attacks")
+    if not recorded:
+        return [PaperConfig()]
+    return [config_from_dict(d) for d in recorded]
+
+
+_KEY = re.compile(r"^[A-Za-z0-9_.]+-[0-9a-f]{10}(-[a-z]+)?$")
+"""A storage key (``AttackConfig.key()``), as in ``RUN/attacks/<key>/``."""
+
+
+def _attack_key(study: dict[str, Any], attack: AttackConfig | str | None) -> str:
+    """The storage key of the attack to report.
+
+    None: the study's first evaluation attack. An :class:`AttackConfig`: its key. A
+    registered attack name: the study's attack of that name (the attack's default settings
+    if the study has none). Otherwise a storage key.
+    """
+    if attack is None:
+        return study_attacks(study)[0].key()
+    if isinstance(attack, AttackConfig):
+        return attack.key()
+    if attack in ATTACKS:
+        same = [c.key() for c in study_attacks(study) if c.name == attack]
+        if len(same) > 1:
+            raise RobustmerError(
+                f"attack {attack!r}: the study ran it with {len(same)} settings "
+                f"({', '.join(same)}); expected their settings or one of those keys"
+            )
+        return same[0] if same else attack_config(attack).key()
+    if not isinstance(attack, str) or not _KEY.match(attack):
+        raise RobustmerError(
+            f"attack {attack!r}: neither an attack name ({', '.join(ATTACKS)}) nor a storage "
+            "key; expected e.g. paper or paper-1a2b3c4d5e"
+        )
+    return attack
+
+
+def load_study(
+    study_dir: str | os.PathLike[str], *, attack: AttackConfig | str | None = None
+) -> StudyData:
     """Read ``study.json`` and all finished runs of a study directory.
 
     Parameters
     ----------
     study_dir : path
         The study directory (``runs/`` inside it).
-    attack : str
-        Name of the attack whose outputs are read (``RUN_DIR/attacks/<attack>/``).
+    attack : AttackConfig or str, optional
+        The attack whose results are read: its settings, or a storage key
+        (``RUN_DIR/attacks/<key>/``); default the study's first evaluation attack.
 
     Returns
     -------
@@ -280,13 +335,12 @@ def load_study(study_dir: str | os.PathLike[str], *, attack: str = "paper") -> S
     study_dir = Path(study_dir)
     if not study_dir.is_dir():
         raise RobustmerError(f"{study_dir}: not a directory; expected a study directory")
-    if not attack or "/" in attack or "\\" in attack or attack.startswith("."):
-        raise RobustmerError(f"--attack {attack!r}: not a valid attack name; expected e.g. 'paper'")
-    study_json = study_dir / "study.json"
+    study_json = study_dir / STUDY_FILE
     study = read_json(study_json) if study_json.is_file() else {}
     if not isinstance(study, dict):
         raise RobustmerError(f"{study_json}: expected a JSON object")
-    runs_dir = study_dir / "runs"
+    key = _attack_key(study, attack)
+    runs_dir = study_dir / RUNS_DIR
     run_dirs = (
         sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
         if runs_dir.is_dir()
@@ -296,11 +350,11 @@ def load_study(study_dir: str | os.PathLike[str], *, attack: str = "paper") -> S
     # no progress bar: reading a study takes about a second, and run_study calls this
     # function inside its own live progress display
     for run_dir in run_dirs:
-        if not (run_dir / "final.json").is_file():
+        if not (run_dir / FINAL_FILE).is_file():
             logger.warning("%s: no final.json (run not finished); skipped", run_dir)
             notes.append(f"{run_dir.name}: not finished (no final.json); skipped")
             continue
-        row, clips, summary, run_notes = _read_run(run_dir, attack)
+        row, clips, summary, run_notes = _read_run(run_dir, key)
         rows.append(row)
         notes += run_notes
         if clips is not None:
@@ -332,32 +386,29 @@ def load_study(study_dir: str | os.PathLike[str], *, attack: str = "paper") -> S
             {p.name for d in run_dirs for p in (d / "attacks").glob("*") if p.is_dir()}
         )
         notes.append(
-            f"no run has '{attack}' attack outputs"
+            f"no run has results of attack {key}"
             + (f" (attacks found: {', '.join(present)})" if present else "")
         )
-    return StudyData(study_dir, study, runs, clips, summaries, notes)
+    return StudyData(study_dir, study, runs, clips, summaries, notes, key)
 
 
 # ----------------------------------------------------------------------------- provenance
 
 
 def _attack_settings(data: StudyData) -> tuple[dict[str, Any], list[str]]:
-    """The attack settings (study.json, else the runs' summaries) and remarks on them."""
+    """The attack settings the runs' results were made with, and remarks on them."""
     remarks = []
     distinct = {
-        repr(sorted(s.get("settings", {}).items())): s.get("settings", {})
-        for s in data.summaries.values()
+        json.dumps(s.attack, sort_keys=True): s.attack for s in data.summaries.values()
     }
     if len(distinct) > 1:
         remarks.append(
             f"the runs used {len(distinct)} different attack settings; see each run's summary.json"
         )
-    if isinstance(data.study.get("attack"), dict):
-        return data.study["attack"], remarks
     return (next(iter(distinct.values())) if distinct else {}), remarks
 
 
-def provenance(data: StudyData, *, attack: str) -> dict[str, Any]:
+def provenance(data: StudyData) -> dict[str, Any]:
     """Where the numbers come from: data, profile, attack, devices, versions, date."""
     settings, remarks = _attack_settings(data)
     study = data.study
@@ -368,7 +419,7 @@ def provenance(data: StudyData, *, attack: str) -> dict[str, Any]:
         "profile": study.get("profile"),
         "data": study.get("data"),
         "shrunk": study.get("shrunk"),
-        "attack": attack,
+        "attack": data.attack_key,
         "attack_settings": settings,
         "attack_remarks": remarks,
         "device": study.get("device"),
@@ -419,16 +470,15 @@ def _stage_seconds(data: StudyData) -> dict[str, float]:
     return out
 
 
-def is_paper_attack(attack: str, settings: dict[str, Any]) -> bool:
-    """Whether the attack is the paper's: reference mode, 1000 iterations, unbounded."""
-    name = settings.get("attack", attack.split("-")[0])
-    steps = settings.get("steps", settings.get("max_iters"))
-    return (
-        name == "paper"
-        and settings.get("mode", "reference") == "reference"
-        and steps == 1000
-        and settings.get("epsilon") is None
-    )
+_PAPER_ATTACK_FIELDS: tuple[str, ...] = ("attack", "mode", "steps", "step_size", "epsilon")
+"""The settings that make an attack the paper's (compared with :class:`PaperConfig`)."""
+
+
+def is_paper_attack(settings: dict[str, Any]) -> bool:
+    """Whether attack settings (``AttackConfig.to_dict()``) are the paper's: the reference
+    mode, 1000 unbounded iterations of step 0.002; only then are its ΔMAE values comparable."""
+    paper = PaperConfig().to_dict()
+    return bool(settings) and all(settings.get(k) == paper[k] for k in _PAPER_ATTACK_FIELDS)
 
 
 def _cache_dir(data: StudyData) -> Path | None:
@@ -480,7 +530,7 @@ def _tables(data: StudyData, baseline: dict[str, Any] | None, ddof: int) -> dict
 
 
 def _context(
-    data: StudyData, *, attack: str, ddof: int, figure_seed: int | None
+    data: StudyData, *, ddof: int, figure_seed: int | None
 ) -> sections.ReportContext:
     """Read the study's derived numbers into the context the sections draw from."""
     baseline = _ridge_baseline(data)
@@ -488,7 +538,7 @@ def _context(
     for r in tables["tests"].itertuples():
         if r.n == 0:
             data.notes.append(f"test {r.a} vs {r.b}: no paired clips (a system is missing)")
-    prov = provenance(data, attack=attack)
+    prov = provenance(data)
     data_kind = str(_opt(data.study, "data.kind", "unknown"))
     power = power_summary(tables["tests"])
     text = conclusion(
@@ -510,7 +560,7 @@ def _context(
         fig_seed=_choose_figure_seed(data.clips, figure_seed) if not data.clips.empty else None,
         ddof=ddof,
         paper_data=data_kind == "real",
-        paper_attack=is_paper_attack(attack, prov["attack_settings"] or {}),
+        paper_attack=is_paper_attack(prov["attack_settings"] or {}),
     )
 
 
@@ -545,7 +595,7 @@ _TABLE_SPECS: dict[str, TableSpec] = {
 """The specs of the tables shown, by table name (described in summary.json)."""
 
 
-def _summary(ctx: sections.ReportContext, attack: str) -> dict[str, Any]:
+def _summary(ctx: sections.ReportContext) -> dict[str, Any]:
     """``summary.json``: every table's rows, their specs, the conclusion and provenance."""
     specs_shown = dict(_TABLE_SPECS, table1=sections.table1_spec(ctx.paper_data, ctx.paper_attack))
     return {
@@ -554,7 +604,7 @@ def _summary(ctx: sections.ReportContext, attack: str) -> dict[str, Any]:
             "to_rating_points": RATING_SCALE,
             "std": f"numpy std over seeds with ddof={ctx.ddof}",
         },
-        "attack": attack,
+        "attack": ctx.data.attack_key,
         "figure_seed": ctx.fig_seed,
         "conclusion": ctx.conclusion,
         "power": ctx.power,
@@ -564,6 +614,13 @@ def _summary(ctx: sections.ReportContext, attack: str) -> dict[str, Any]:
         "notes": ctx.data.notes,
         "provenance": ctx.prov,
     }
+
+
+def default_report_dir(data: StudyData) -> Path:
+    """``STUDY/report`` for the study's first evaluation attack, else ``STUDY/report-<key>``."""
+    if data.attack_key == study_attacks(data.study)[0].key():
+        return data.study_dir / REPORT_DIR
+    return data.study_dir / f"{REPORT_DIR}-{data.attack_key}"
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -578,8 +635,9 @@ def build_report(
     study_dir: str | os.PathLike[str],
     *,
     figure_seed: int | None = None,
-    attack: str = "paper",
+    attack: AttackConfig | str | None = None,
     ddof: int = 1,
+    out: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write ``STUDY/report/`` for a study (DESIGN.md §8), replacing it atomically.
 
@@ -590,16 +648,22 @@ def build_report(
     figure_seed : int, optional
         Seed of the models shown in Figure 4; default the smallest attacked seed of the
         Figure 4 systems (A2B2E, A2M2E, aA2B2E).
-    attack : str
-        Which attack's outputs to report (``RUN_DIR/attacks/<attack>/``), default ``paper``.
+    attack : AttackConfig or str, optional
+        Which attack's results to report: its settings, an attack name (the study's attack
+        of that name) or a storage key (``RUN_DIR/attacks/<key>/``); default the study's
+        first evaluation attack.
     ddof : int
         Delta degrees of freedom of the std over seeds in Table 1 (1: sample std; the
         paper's code used 0).
+    out : path, optional
+        The report directory; default ``STUDY/report`` for the study's first evaluation
+        attack and ``STUDY/report-<key>`` for any other, so reports of different attacks
+        never overwrite each other.
 
     Returns
     -------
     Path
-        The report directory ``STUDY/report``.
+        The report directory.
 
     Raises
     ------
@@ -609,15 +673,15 @@ def build_report(
     if ddof < 0:
         raise RobustmerError(f"--ddof {ddof}: negative; expected 0 or a positive integer")
     data = load_study(study_dir, attack=attack)
-    ctx = _context(data, attack=attack, ddof=ddof, figure_seed=figure_seed)
-    report_dir = Path(study_dir) / "report"
+    ctx = _context(data, ddof=ddof, figure_seed=figure_seed)
+    report_dir = Path(out) if out is not None else default_report_dir(data)
     with atomic_directory(report_dir) as tmp:
         (tmp / "figures").mkdir()
         ctx.root = tmp
         ctx.figs = _draw_figures(ctx, tmp / "figures")
         for name, df in ctx.tables.items():
             write_table(df, tmp / name)
-        write_json(tmp / "summary.json", _summary(ctx, attack))
+        write_json(tmp / "summary.json", _summary(ctx))
         blocks = [block for section in sections.SECTIONS for block in section(ctx)]
         with atomic_open(tmp / "report.md") as fh:
             fh.write(render.render_markdown(blocks))

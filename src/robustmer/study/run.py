@@ -7,7 +7,7 @@ A study directory::
     STUDY/.lock                       held while a study runs; the holder's PID
     STUDY/data/                       the synthetic data set (when no data is given)
     STUDY/cache/                      prepared model inputs (unless --data names a cache)
-    STUDY/runs/<SYSTEM>-seed<SEED>/   one training run each, with attacks/paper/
+    STUDY/runs/<SYSTEM>-seed<SEED>/   one training run each, with attacks/<key>/ per attack
     STUDY/report/                     the report
 
 Every unit is resumable by its own files (a training run resumes from its last completed
@@ -39,6 +39,8 @@ from robustmer.study.workers import stop_workers, unit_threads, worker_init
 
 if TYPE_CHECKING:
     import torch
+
+    from robustmer.attacks import AttackConfig
 
 logger = logging.getLogger(__name__)
 
@@ -130,12 +132,12 @@ def _model_unit(
     cache_dir: str,
     run_dir: str,
     train_overrides: dict[str, Any],
-    attack: dict[str, Any],
+    attacks: tuple[AttackConfig, ...],
     device: torch.device,
     threads: int,
 ) -> dict[str, float]:
-    """Train one system x seed and attack it, with ``threads`` torch threads wherever it
-    runs (in the study process or a worker)."""
+    """Train one system x seed and attack it with each evaluation attack, with ``threads``
+    torch threads wherever it runs (in the study process or a worker)."""
     from robustmer.evaluation import attack_run
     from robustmer.training import TrainConfig, train
 
@@ -146,17 +148,8 @@ def _model_unit(
         )
         train(cache_dir, run_dir, config, device=device, progress=False)
         t1 = time.perf_counter()
-        attack_run(
-            run_dir,
-            attack="paper",
-            split="test",
-            iters=attack.get("max_iters"),
-            lr=attack.get("lr"),
-            mode=attack.get("mode"),
-            epsilon=attack.get("epsilon"),
-            device=device,
-            progress=False,
-        )
+        for attack in attacks:
+            attack_run(run_dir, attack, split="test", device=device, progress=False)
     return {"train_seconds": t1 - t0, "attack_seconds": time.perf_counter() - t1}
 
 
@@ -312,7 +305,7 @@ def _open_state(req: StudyRequest) -> StudyState:
     state.doc.update(
         profile=req.profile.name,
         shrunk=shrunk(req.profile),
-        attack={"name": "paper", "split": "test", **req.profile.attack},
+        attacks=[a.to_dict() for a in req.profile.attacks],
         device=str(req.device),
         versions=versions(),
     )
@@ -374,7 +367,7 @@ def _run_units(
             str(cache_dir),
             str(req.out / "runs" / u.name),
             req.profile.train,
-            req.profile.attack,
+            req.profile.attacks,
             req.device,
             threads,
         )
