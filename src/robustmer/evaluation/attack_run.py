@@ -28,7 +28,6 @@ import dataclasses
 import logging
 import math
 import os
-import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,7 @@ import numpy as np
 from robustmer._io import atomic_path, check_writable, sha256_file, to_jsonable, write_table
 from robustmer.errors import RobustmerError
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
+from robustmer.provenance import device_name
 from robustmer.records import (
     BEST_FILE,
     CLIPS_STEM,
@@ -323,11 +323,7 @@ def _attack_cost(run: Run, table: pd.DataFrame, outcome: _Outcome) -> Cost:
         backward_clip_passes=iterations + n,
         attack_clip_iterations=iterations,
         device=str(dev),
-        device_name=(
-            torch.cuda.get_device_name(dev)
-            if dev.type == "cuda"
-            else platform.processor() or platform.machine()
-        ),
+        device_name=device_name(dev),
         torch=torch.__version__,
     )
 
