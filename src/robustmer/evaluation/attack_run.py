@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from robustmer._io import atomic_path, check_writable, sha256_file, to_jsonable, write_table
+from robustmer._io import atomic_path, check_writable, sha256_file, to_jsonable
 from robustmer.errors import RobustmerError
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
 from robustmer.provenance import device_name
@@ -46,6 +46,7 @@ from robustmer.records import (
     Cost,
     attack_dir,
     clip_columns,
+    write_clips,
 )
 
 if TYPE_CHECKING:
@@ -296,8 +297,7 @@ def _clip_table(
 def _write_outputs(
     out_dir: Path, table: pd.DataFrame, outcome: _Outcome, save_examples: bool
 ) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(table, out_dir / CLIPS_STEM)
+    write_clips(table, out_dir)
     if save_examples:
         with atomic_path(out_dir / EXAMPLES_FILE) as tmp, open(tmp, "wb") as fh:
             np.save(fh, outcome.arrays["x_adv"].astype(np.float32))

@@ -1,10 +1,11 @@
-"""Build the study report ``STUDY/report/`` from the finished runs (DESIGN.md §8).
+"""Build the study report (DESIGN.md §8) from the finished runs.
 
-Reads ``STUDY/study.json`` (optional, provenance only) and every
-``STUDY/runs/<SYSTEM>-seed<SEED>/`` run directory: ``config.json``, ``final.json`` (clean
-metrics and training cost; a run without it has not finished and is skipped), and the attack
-outputs ``attacks/<attack>/clips.parquet`` (or ``.csv``) and ``summary.json``. Writes, atomically
-(the whole directory is built beside the target and renamed):
+Reads the study through :func:`robustmer.report.load.load_study` (``study.json``, every
+finished run's ``config.json`` and ``final.json``, and the selected attack's results in
+``RUN/attacks/<key>/``; runs and results of other settings are left out and listed) and
+writes, atomically (the whole directory is built beside the target and renamed), to
+``STUDY/report/`` for the study's first evaluation attack or ``STUDY/report-<key>/`` for
+another:
 
 - ``report.md`` and ``report.html`` (self-contained): the sections of
   :data:`robustmer.report.sections.SECTIONS` (a conclusion generated from the numbers,
@@ -14,10 +15,10 @@ outputs ``attacks/<attack>/clips.parquet`` (or ``.csv``) and ``summary.json``. W
 - ``figures/fig3_delta_mae.{png,svg}``, ``figures/fig4_true_vs_pred.{png,svg}``;
 - tidy tables as Parquet + CSV: ``table1``, ``delta_mae`` (one row per model), ``clips`` (all
   per-clip rows), ``tests``, ``cost``, ``cost_ratios``, ``stages`` (time per stage, from
-  ``study.json["stage_seconds"]``), ``runs`` (one row per finished run);
+  ``study.json["stage_seconds"]``), ``runs`` (one row per run reported);
 - ``summary.json`` with every number of those tables, the specs of the tables shown
   (:mod:`robustmer.report.specs`), the conclusion, the power statement, the baseline, the
-  notes and the provenance.
+  exclusions, the notes and the provenance. See docs/records.md.
 """
 
 from __future__ import annotations
@@ -223,12 +224,9 @@ def _ridge_baseline(data: StudyData) -> dict[str, Any] | None:
     if cache_dir is None:
         data.notes.append("ridge baseline not computed: the study's cache is not available")
         return None
-    try:
-        from robustmer.evaluation import baseline
-    except ImportError:
-        data.notes.append("ridge baseline not computed: robustmer.evaluation.baseline missing")
-        return None
-    return baseline.ridge_baseline(str(cache_dir)).to_dict()
+    from robustmer.evaluation.baseline import ridge_baseline
+
+    return ridge_baseline(str(cache_dir)).to_dict()
 
 
 def _tables(data: StudyData, baseline: dict[str, Any] | None, ddof: int) -> dict[str, Any]:

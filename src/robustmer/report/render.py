@@ -17,6 +17,7 @@ from pathlib import Path
 from robustmer.errors import RobustmerError
 
 __all__ = [
+    "AudioBlock",
     "Block",
     "Bullets",
     "Column",
@@ -78,7 +79,18 @@ class FigureBlock:
     """``(label, relative path)`` of the figure files, e.g. ``("SVG", "figures/x.svg")``."""
 
 
-Block = Heading | Paragraph | Bullets | TableBlock | FigureBlock
+@dataclass(frozen=True)
+class AudioBlock:
+    """Audio players side by side (FLAC files, embedded in HTML) with a caption."""
+
+    players: Sequence[tuple[str, Path]]
+    """``(label, FLAC file)`` per player."""
+    caption: str
+    links: Sequence[tuple[str, str]] = ()
+    """``(label, relative path)`` of the audio files, for Markdown."""
+
+
+Block = Heading | Paragraph | Bullets | TableBlock | FigureBlock | AudioBlock
 
 
 def fmt(x: float | int | None, digits: int = 3) -> str:
@@ -247,7 +259,13 @@ def _md_figure(b: FigureBlock) -> str:
     return f"![{b.caption}]({first})\n\n*{b.caption}* {links}".rstrip()
 
 
+def _md_audio(b: AudioBlock) -> str:
+    links = " · ".join(f"[{label}]({rel})" for label, rel in b.links)
+    return f"*{b.caption}* {links}".rstrip()
+
+
 _MD_RENDERERS: dict[type, Callable] = {
+    AudioBlock: _md_audio,
     Heading: _md_heading,
     Paragraph: _md_paragraph,
     Bullets: _md_bullets,
@@ -309,7 +327,22 @@ def _html_figure(b: FigureBlock) -> str:
     )
 
 
+def _html_audio(b: AudioBlock) -> str:
+    players = []
+    for label, path in b.players:
+        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        players.append(
+            f'<div class="player"><div>{_inline(label)}</div><audio controls preload="metadata" '
+            f'src="data:audio/flac;base64,{data}"></audio></div>'
+        )
+    return (
+        f'<figure class="audio">{"".join(players)}'
+        f"<figcaption>{_inline(b.caption)}</figcaption></figure>"
+    )
+
+
 _HTML_RENDERERS: dict[type, Callable] = {
+    AudioBlock: _html_audio,
     Heading: _html_heading,
     Paragraph: _html_paragraph,
     Bullets: _html_bullets,
@@ -331,6 +364,7 @@ tbody tr:nth-child(even) { background: #fafafa; }
 figure { margin: 1.2em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-style: italic; font-size: 0.92em; }
+figure.audio .player { display: inline-block; margin-right: 1.5em; vertical-align: top; }
 ul { padding-left: 1.4em; }
 """
 
