@@ -204,6 +204,8 @@ def test_quick_profile_keeps_the_papers_recipe():
         "train.max_epochs",
         "train.patience",
         "train.width",
+        "train.lr",  # far fewer steps than the paper's (docs/quick-profile.md)
+        "train.amp",  # bf16 autocast of the training steps: a speed option
         "train.adv_attack.steps",
         "attack.paper.steps",
     }
