@@ -64,9 +64,12 @@ class Stages:
 
 def timed_study(out: Path) -> dict:
     """Run the quick study into ``out``; per-stage wall and CPU seconds."""
-    import robustmer.data.prepare as prepare_module
-    import robustmer.data.synth as synth
-    import robustmer.report as report_module
+    import importlib
+
+    # (robustmer.data re-exports the function ``prepare`` under its module's name)
+    prepare_module = importlib.import_module("robustmer.data.prepare")
+    synth = importlib.import_module("robustmer.data.synth")
+    report_module = importlib.import_module("robustmer.report")
     from robustmer.study import run_study
 
     stages = Stages()

@@ -235,8 +235,8 @@ class TrainConfig:
 PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},
     "quick": {
-        "max_epochs": 16,
-        "patience": 8,
+        "max_epochs": 12,
+        "patience": 6,
         "width": 0.25,
         "lr": 1e-3,
         "amp": True,
