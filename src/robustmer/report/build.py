@@ -51,6 +51,7 @@ from robustmer.records import (
     read_clips,
 )
 from robustmer.report import figures, render
+from robustmer.report.audio import listening_blocks
 from robustmer.report.render import (
     Bullets,
     FigureBlock,
@@ -844,6 +845,7 @@ def build_report(
             },
         )
         blocks = _blocks(data, t1, delta, tests, cost, ratios, prov, figs, fig_seed, ddof, tmp)
+        blocks += listening_blocks(study_dir, tmp)  # waveform attacks' audio, if any
         with atomic_open(tmp / "report.md") as fh:
             fh.write(render.render_markdown(blocks))
         with atomic_open(tmp / "report.html") as fh:
