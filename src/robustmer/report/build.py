@@ -40,6 +40,7 @@ from robustmer.names import RATING_SCALE
 from robustmer.provenance import versions
 from robustmer.records import REPORT_DIR
 from robustmer.report import figures, render, sections, specs
+from robustmer.report.audio import listening_blocks
 from robustmer.report.conclusion import conclusion
 from robustmer.report.load import StudyData, load_study, study_attacks
 from robustmer.report.render import TableSpec
@@ -415,6 +416,7 @@ def build_report(
             write_table(df, tmp / name)
         write_json(tmp / "summary.json", _summary(ctx))
         blocks = [block for section in sections.SECTIONS for block in section(ctx)]
+        blocks += listening_blocks(study_dir, tmp)  # waveform attacks' audio, if any
         with atomic_open(tmp / "report.md") as fh:
             fh.write(render.render_markdown(blocks))
         with atomic_open(tmp / "report.html") as fh:
