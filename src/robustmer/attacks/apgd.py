@@ -42,7 +42,7 @@ from robustmer.attacks.base import Attack, ProgressCallback, model_outputs, repo
 from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
 from robustmer.attacks.noise import mse_per_clip, random_in_ball
 from robustmer.attacks.pgd import NORMS
-from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms, snr_db
+from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms
 from robustmer.errors import RobustmerError
 
 __all__ = ["APGD", "LOSSES", "APGDConfig", "apgd_run", "checkpoints", "negative_correlation"]
@@ -113,6 +113,11 @@ class APGDConfig(AttackConfig):
         check_int(self, "restarts", self.restarts, minimum=1)
         check_int(self, "seed", self.seed, minimum=0)
         check_choice(self, "loss", self.loss, LOSSES)
+        if self.target is not None:
+            raise RobustmerError(
+                f"attack 'apgd' target {self.target!r}: APGD here is untargeted; expected no "
+                "target, or attack pgd for a targeted attack"
+            )
         for field in ("rho", "momentum"):
             value = getattr(self, field)
             check_positive(self, field, value)
@@ -164,19 +169,26 @@ def apgd_run(
     delta: torch.Tensor,
     config: APGDConfig,
     report: Report | None = None,
+    constrain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One APGD run from ``delta``; returns the best ``δ [B, 1, F, T]`` and its loss ``[B]``.
 
-    The model must be in eval mode (the :class:`APGD` wrapper sees to it).
+    The model must be in eval mode (the :class:`APGD` wrapper sees to it). ``constrain(x, δ)``
+    is applied after every projection (the attack domain's extra budget, e.g. the waveform's
+    SNR); None: the ε-ball alone.
     """
     ops, eps, alpha, n = NORMS[config.norm], config.epsilon, config.momentum, config.steps
+
+    def project(d: torch.Tensor) -> torch.Tensor:
+        d = ops.project(d, eps)
+        return d if constrain is None else constrain(x, d)
     loss_fn, checks = LOSSES[config.loss], set(checkpoints(n))
     loss, grad, p = _evaluate(model, x, y, delta, loss_fn, True)
     if report is not None:
         report(p)
     best, best_loss, best_grad = delta.clone(), loss.clone(), grad
     eta = torch.full_like(loss, 2 * eps).reshape((-1,) + (1,) * (x.ndim - 1))  # [B, 1, 1, 1]
-    prev, delta = delta, ops.project(delta + eta * ops.direction(grad), eps)
+    prev, delta = delta, project(delta + eta * ops.direction(grad))
     successes = torch.zeros_like(loss)  # [B], steps that raised the loss since the checkpoint
     reduced = torch.zeros_like(loss, dtype=torch.bool)  # [B], halved at the last checkpoint
     best_at_check, last_check = best_loss.clone(), 0
@@ -202,9 +214,9 @@ def apgd_run(
             loss = torch.where(halve, best_loss, loss)
             reduced, best_at_check, last_check = halve, best_loss.clone(), k
             successes.zero_()
-        z = ops.project(delta + eta * ops.direction(grad), eps)  # [B, 1, F, T]
+        z = project(delta + eta * ops.direction(grad))  # [B, 1, F, T]
         step = alpha * (z - delta) + (1 - alpha) * (delta - prev)  # [B, 1, F, T]
-        prev, delta = delta, ops.project(delta + step, eps)
+        prev, delta = delta, project(delta + step)
     return best, best_loss
 
 
@@ -241,14 +253,15 @@ class APGD(Attack):
                 delta = torch.zeros_like(x)  # [B, 1, F, T]
             else:
                 delta = random_in_ball(x, cfg.norm, cfg.epsilon, cfg.seed, restart)
-            found, loss = apgd_run(model, x, y, delta, cfg, report)
+                delta = self.domain.constrain(x, delta)
+            found, loss = apgd_run(model, x, y, delta, cfg, report, self.domain.constrain)
             better = loss > best_loss  # [B]
             best_loss = torch.where(better, loss, best_loss)
             best_delta = torch.where(_bcast(better, x), found, best_delta)
-        x_adv = x + best_delta  # [B, 1, F, T]
+        x_adv = self.domain.adversarial(x, best_delta)  # [B, 1, F, T] or [B, samples]
         with torch.no_grad():
             pred, mid = model_outputs(model(x_adv))  # [B, 8], [B, 7] | None
-        l2, linf = perturbation_norms(best_delta)
+        l2, linf = perturbation_norms(self.domain.applied(x, best_delta))
         return AttackResult(
             x_adv=x_adv.detach().float().cpu(),
             pred_clean=pred_clean.float().cpu(),
@@ -259,7 +272,7 @@ class APGD(Attack):
             threshold=torch.full((b,), math.nan, dtype=torch.float64),
             l2=l2.cpu(),
             linf=linf.cpu(),
-            snr_db=snr_db(x, x_adv, self.normalization),
+            snr_db=self.domain.snr_db(x, x_adv, self.normalization),
             midlevel_clean=None if mid_clean is None else mid_clean.float().cpu(),
             midlevel_adv=None if mid is None else mid.float().cpu(),
             model_passes=b * (2 + cfg.restarts * (cfg.steps + 1)),

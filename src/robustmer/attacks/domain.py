@@ -53,6 +53,10 @@ class Domain:
         """The adversarial input for ``x`` and ``δ``."""
         return x + delta
 
+    def applied(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """The perturbation :meth:`adversarial` actually applies (for its norms)."""
+        return delta
+
     def snr_db(
         self, x: torch.Tensor, x_adv: torch.Tensor, normalization: MagnitudeScale | None
     ) -> torch.Tensor:
@@ -114,6 +118,9 @@ class WaveformDomain(Domain):
 
     def adversarial(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         return adversarial_wave(x, delta)
+
+    def applied(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        return adversarial_wave(x, delta) - x
 
     def snr_db(
         self, x: torch.Tensor, x_adv: torch.Tensor, normalization: MagnitudeScale | None

@@ -24,7 +24,8 @@ import torch
 from robustmer.attacks.base import Attack, ProgressCallback, model_outputs, report_progress
 from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
 from robustmer.attacks.pgd import NORMS
-from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms, snr_db
+from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms
+from robustmer.errors import RobustmerError
 
 __all__ = ["Noise", "NoiseConfig", "clip_generator", "mse_per_clip", "random_in_ball"]
 
@@ -58,6 +59,8 @@ class NoiseConfig(AttackConfig):
         check_positive(self, "epsilon", self.epsilon)
         check_int(self, "restarts", self.restarts, minimum=1)
         check_int(self, "seed", self.seed, minimum=0)
+        if self.target is not None:
+            raise RobustmerError(f"attack 'noise' target {self.target!r}: expected no target")
 
 
 def mse_per_clip(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -125,6 +128,7 @@ class Noise(Attack):
             best_pred, best_mid = pred_clean.clone(), mid_clean  # [B, 8], [B, 7] | None
             for draw in range(cfg.restarts):
                 delta = random_in_ball(x, cfg.norm, cfg.epsilon, cfg.seed, draw)  # [B, 1, F, T]
+                delta = self.domain.constrain(x, delta)  # e.g. the waveform's SNR budget
                 p, mid = model_outputs(model(x + delta))  # [B, 8], [B, 7] | None
                 report_progress(callback, draw + 1, b, clip_pearson(p, y))
                 loss = mse_per_clip(p, y)  # [B]
@@ -134,8 +138,8 @@ class Noise(Attack):
                 best_pred = torch.where(better[:, None], p, best_pred)
                 if mid is not None:
                     best_mid = torch.where(better[:, None], mid, best_mid)
-        x_adv = x + best_delta  # [B, 1, F, T]
-        l2, linf = perturbation_norms(best_delta)
+        x_adv = self.domain.adversarial(x, best_delta)  # [B, 1, F, T] or [B, samples]
+        l2, linf = perturbation_norms(self.domain.applied(x, best_delta))
         return AttackResult(
             x_adv=x_adv.float().cpu(),
             pred_clean=pred_clean.float().cpu(),
@@ -146,7 +150,7 @@ class Noise(Attack):
             threshold=torch.full((b,), math.nan, dtype=torch.float64),
             l2=l2.cpu(),
             linf=linf.cpu(),
-            snr_db=snr_db(x, x_adv, self.normalization),
+            snr_db=self.domain.snr_db(x, x_adv, self.normalization),
             midlevel_clean=None if mid_clean is None else mid_clean.float().cpu(),
             midlevel_adv=None if best_mid is None else best_mid.float().cpu(),
             model_passes=b * (1 + cfg.restarts),

@@ -73,12 +73,36 @@ def attack(
             "each, one result directory per ε (robustness curves)."
         ),
     ] = None,
+    domain: Annotated[
+        str | None,
+        typer.Option(help="spectrogram (default) or waveform: perturb the audio itself."),
+    ] = None,
+    snr_db: Annotated[
+        float | None,
+        typer.Option("--snr-db", help="Waveform domain: minimum SNR of the adversarial audio."),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Targeted attack (pgd): an emotion profile (happy, sad, tender, fear, anger, "
+            "neutral), 8 ratings 'v,e,t,a,f,h,s,t' (1-9) or concept shifts "
+            "'dissonance=+1.5' (rating points). See docs/audio-attacks.md."
+        ),
+    ] = None,
+    save_audio: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-audio", help="Waveform domain: write clean/adversarial FLAC + JSON here."
+        ),
+    ] = None,
 ) -> None:
     """Attack RUN's clips; writes RUN/attacks/<key>/{clips.parquet,clips.csv,summary.json}.
 
     <key> is derived from the attack's full settings (e.g. paper-1a2b3c4d5e), so attacks
     with other settings never overwrite each other; a finished identical attack is skipped.
     Example: robustmer attack --run RUN --attack pgd --set epsilon=0.1 --set steps=20.
+    Audio: robustmer attack --run RUN --attack pgd --set epsilon=0.01 --domain waveform
+    --snr-db 30 --save-audio listen/ (see docs/audio-attacks.md).
     See docs/attacks.md.
     """
     from robustmer.errors import RobustmerError
@@ -86,9 +110,12 @@ def attack(
     from robustmer.evaluation.curves import at_epsilons
     from robustmer.training import resolve_device
 
+    shortcuts = {"domain": domain, "snr_db": snr_db, "target": target}
+    extra = [f"{k}={v}" for k, v in shortcuts.items() if v is not None]
+    settings = [*(settings or []), *extra]
     grid = parse_epsilons(epsilons)
-    if grid and not any(s.partition("=")[0].strip() == "epsilon" for s in settings or []):
-        settings = [*(settings or []), f"epsilon={grid[0]}"]  # a bounded attack to expand
+    if grid and not any(s.partition("=")[0].strip() == "epsilon" for s in settings):
+        settings.append(f"epsilon={grid[0]}")  # a bounded attack to expand
     configs = at_epsilons([attack_settings(attack, settings)], grid or ())
     if grid and (len(configs) < len(set(grid)) or out is not None):
         raise RobustmerError(
@@ -104,6 +131,7 @@ def attack(
             device=resolve_device(device),
             save_examples=save_examples,
             out=out,
+            save_audio=save_audio,
         )
         typer.echo(
             f"{summary.system} seed {summary.seed} {summary.key}: "

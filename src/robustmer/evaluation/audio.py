@@ -18,15 +18,30 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from robustmer._io import atomic_path, sha256_file, write_json
 from robustmer.errors import RobustmerError
+from robustmer.names import EMOTIONS, RATING_SCALE
 
-__all__ = ["AUDIO_SUBTYPE", "LISTENING_FORMAT", "ListeningRecord", "clip_audio", "save_audio"]
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = [
+    "AUDIO_SUBTYPE",
+    "LISTENING_FORMAT",
+    "ListeningRecord",
+    "clip_audio",
+    "domain_inputs",
+    "has_listening",
+    "save_audio",
+    "write_listening",
+]
 
 AUDIO_SUBTYPE = "PCM_24"
 """FLAC sample format of the listening files (quantisation noise ~ -144 dBFS)."""
@@ -200,3 +215,103 @@ def save_audio(
         write_json(out / f"{record.clip:03d}.json", record.to_dict())
         written.append(out / f"{record.clip:03d}.json")
     return written
+
+
+def _spectrogram_inputs(run: Any, x: torch.Tensor, ids: list[int]) -> tuple[nn.Module, Any]:
+    return run.model, x
+
+
+def _waveform_inputs(run: Any, x: torch.Tensor, ids: list[int]) -> tuple[nn.Module, Any]:
+    import torch
+
+    from robustmer.models import WaveformModel
+
+    model = WaveformModel.from_run(run)
+    wave, _ = clip_audio(run.cache, ids, model.samples)  # [n, S]
+    return model, torch.from_numpy(wave)
+
+
+_DOMAIN_INPUTS: dict[str, Callable[..., tuple[Any, Any]]] = {
+    "spectrogram": _spectrogram_inputs,
+    "waveform": _waveform_inputs,
+}
+
+
+def domain_inputs(
+    run: Any, config: Any, x: torch.Tensor, ids: list[int]
+) -> tuple[nn.Module, torch.Tensor]:
+    """The model and inputs an attack of ``config.domain`` works on.
+
+    Spectrogram domain: the run's model and its cached excerpts ``x [n, 1, F, 149]``.
+    Waveform domain: the run's :class:`robustmer.models.WaveformModel` and the clips' audio
+    ``[n, samples]`` (:func:`clip_audio`; its frames start at the excerpt's first sample, so
+    frame starts may differ by one sample from the cache's fractional frame grid).
+    """
+    return _DOMAIN_INPUTS[config.domain](run, x, ids)
+
+
+def has_listening(out: str | os.PathLike[str], ids: list[int]) -> bool:
+    """Whether ``out`` holds a listening side-car for every clip of ``ids``."""
+    return all((Path(out) / f"{clip:03d}.json").is_file() for clip in ids)
+
+
+def write_listening(
+    out: str | os.PathLike[str],
+    run: Any,
+    config: Any,
+    ids: list[int],
+    clean: torch.Tensor,
+    y: torch.Tensor,
+    arrays: dict[str, np.ndarray],
+) -> list[Path]:
+    """Listening files of a waveform attack's clips (:func:`save_audio`).
+
+    Parameters
+    ----------
+    out : str or PathLike
+    run : robustmer.training.Run
+    config : AttackConfig
+    ids : list of int
+    clean : torch.Tensor, shape [n, samples]
+        The attacked waveforms.
+    y : torch.Tensor, shape [n, 8]
+        True ratings / 10.
+    arrays : dict of str to np.ndarray
+        The attack's per-clip results: ``x_adv [n, samples]``, ``pred_clean``, ``pred``,
+        ``snr_db`` and, for bottleneck models, ``midlevel_clean``, ``midlevel_adv``.
+    """
+    def rating(values: np.ndarray) -> list[float]:
+        return [float(v) * RATING_SCALE for v in values]
+
+    mid = "midlevel_clean" in arrays
+    records = [
+        ListeningRecord(
+            clip=int(clip),
+            system=run.system.name,
+            seed=int(run.config.seed),
+            run=str(run.path),
+            attack=config.to_dict(),
+            label=config.label(),
+            snr_db=float(arrays["snr_db"][row]),
+            sample_rate=int(run.cache.frontend.sample_rate),
+            clean_file=f"{clip:03d}_clean.flac",
+            adv_file=f"{clip:03d}_adv.flac",
+            emotions={
+                "true": rating(y[row].numpy()),
+                "clean": rating(arrays["pred_clean"][row]),
+                "adv": rating(arrays["pred"][row]),
+            },
+            midlevel=(
+                {
+                    "clean": rating(arrays["midlevel_clean"][row]),
+                    "adv": rating(arrays["midlevel_adv"][row]),
+                }
+                if mid
+                else None
+            ),
+        )
+        for row, clip in enumerate(ids)
+    ]
+    assert len(EMOTIONS) == len(records[0].emotions["true"])
+    rate = int(run.cache.frontend.sample_rate)
+    return save_audio(out, clean.numpy(), arrays["x_adv"], rate, records)

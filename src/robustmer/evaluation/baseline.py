@@ -165,7 +165,8 @@ def ridge_baseline(cache: Cache | str, *, alphas: tuple[float, ...] = ALPHAS) ->
     sd = np.where(sd > 0, sd, 1.0)
     z = {k: (v - mu) / sd for k, v in feats.items()}
     coefs = ridge_fit(z["train"], targets["train"], alphas)
-    val = [average_correlation(targets["validation"], ridge_predict(c, z["validation"])) for c in coefs]
+    y_val = targets["validation"]
+    val = [average_correlation(y_val, ridge_predict(c, z["validation"])) for c in coefs]
     val_clean = np.nan_to_num(np.asarray(val), nan=-np.inf)
     best = int(np.flatnonzero(val_clean == val_clean.max())[-1])  # ties: the larger penalty
     pred = ridge_predict(coefs[best], z["test"])  # [n_test, 8]
@@ -182,4 +183,11 @@ def ridge_baseline(cache: Cache | str, *, alphas: tuple[float, ...] = ALPHAS) ->
     )
 
 
-__all__ = ["ALPHAS", "BaselineResult", "band_statistics", "ridge_baseline", "ridge_fit", "ridge_predict"]
+__all__ = [
+    "ALPHAS",
+    "BaselineResult",
+    "band_statistics",
+    "ridge_baseline",
+    "ridge_fit",
+    "ridge_predict",
+]

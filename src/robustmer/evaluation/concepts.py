@@ -36,6 +36,7 @@ __all__ = [
     "concept_contributions",
     "concept_figure",
     "concept_names",
+    "concept_shift_target",
     "concept_std",
     "concept_summary",
     "concept_table",
@@ -215,6 +216,35 @@ def concept_std(run: Any) -> np.ndarray:
             f"{run.path}: a concept is constant on the training split; expected some variation"
         )
     return std
+
+
+def concept_shift_target(run: Any, shifts: dict[str, float]) -> str:
+    """The ``target`` setting that shifts concepts by multiples of their training-set sd.
+
+    Parameters
+    ----------
+    run : robustmer.training.Run
+        A bottleneck run (its :func:`concept_std` sets the scale).
+    shifts : dict of str to float
+        Concept name (:func:`concept_names`) -> shift in standard deviations, e.g.
+        ``{"dissonance": 2.0}``.
+
+    Returns
+    -------
+    str
+        E.g. ``"dissonance=+0.8321"`` (rating points; :func:`robustmer.attacks.goal.parse_target`).
+    """
+    names = concept_names(run.system.midlevel_loss)
+    std = concept_std(run) * RATING_SCALE  # [7] rating points
+    parts = []
+    for name, amount in shifts.items():
+        if name not in names:
+            raise RobustmerError(
+                f"concept {name!r}: unknown for {run.system.name}; expected one of "
+                f"{', '.join(names)}"
+            )
+        parts.append(f"{name}={float(amount) * std[names.index(name)]:+.6g}")
+    return ",".join(parts)
 
 
 def run_concepts(

@@ -1,8 +1,8 @@
 """Report sections for attacks a listener can hear, and for concepts under attack.
 
 :func:`listening_blocks` finds the listening files of a study's waveform attacks
-(``runs/<run>/attacks/<key>/audio/<clip>.json`` with their FLAC files, written by
-``robustmer attack --save-audio``) and returns, for a few clips per system, clean and
+(``<clip>.json`` beside ``<clip>_adv.flac`` anywhere under the study's ``runs/``, written
+by ``robustmer attack --save-audio``) and returns, for a few clips per system, clean and
 adversarial players side by side (embedded in the HTML as ``data:`` URIs, so the report stays
 one file), the true / clean / adversarial emotion ratings and a spectrogram of the
 perturbation next to the clean clip's.
@@ -50,9 +50,14 @@ _FLOOR_DB = 80.0
 
 
 def find_listening(study_dir: str | os.PathLike[str]) -> list[tuple[Path, ListeningRecord]]:
-    """All listening side-cars of a study's runs, sorted by path."""
-    paths = sorted(Path(study_dir).glob("runs/*/attacks/*/audio/*.json"))
-    return [(p, ListeningRecord.read(p)) for p in paths]
+    """All listening side-cars under a study's ``runs/``, sorted by path.
+
+    A side-car is a ``NNN.json`` beside its ``NNN_adv.flac`` (``robustmer attack
+    --save-audio``).
+    """
+    paths = sorted(Path(study_dir).glob("runs/**/*.json"))
+    paired = [p for p in paths if p.with_name(f"{p.stem}_adv.flac").is_file()]
+    return [(p, ListeningRecord.read(p)) for p in paired]
 
 
 def _transcode(src: Path, dst: Path) -> Path:
@@ -175,7 +180,7 @@ def listening_blocks(
     Parameters
     ----------
     study_dir : str or PathLike
-        The study (its ``runs/*/attacks/*/audio/`` are searched).
+        The study (its ``runs/`` are searched, :func:`find_listening`).
     report_dir : Path
         The report directory being written: the embedded audio (16-bit FLAC) goes to
         ``audio/``, the perturbation spectrograms to ``figures/``.
