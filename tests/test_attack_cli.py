@@ -249,3 +249,43 @@ def test_set_help_lists_the_fields_from_the_dataclass(capsys: pytest.CaptureFixt
         out = capsys.readouterr().out
         for f in dataclasses.fields(config_class):
             assert f"  {f.name}: " in out and repr(f.default) in out, (name, f.name)
+
+
+def test_case12_zero_gradient_clips_are_flagged_and_named_once(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11 case 12: a clip whose label equals the model's prediction has an exactly
+    zero MSE gradient at the start; the attack cannot move it, and that must not be silent."""
+    import logging
+
+    import robustmer.training as training
+    from robustmer.evaluation import attack_run
+
+    real_load_run = training.load_run
+
+    def load_with_predicted_labels(*args, **kwargs):
+        run = real_load_run(*args, **kwargs)
+        real_arrays = run.cache.arrays
+
+        def arrays(split):
+            x, y, mid, ids = real_arrays(split)
+            with torch.no_grad():
+                pred = run.model(x).emotions  # [n, 8], the same batch the attack sees
+            y = y.clone()
+            y[1] = pred[1]  # clip 118: label == prediction
+            return x, y, mid, ids
+
+        run.cache.arrays = arrays
+        return run
+
+    monkeypatch.setattr(training, "load_run", load_with_predicted_labels)
+    caplog.set_level(logging.WARNING)
+    config = PaperConfig(steps=6)
+    summary = attack_run(run_dir, config, device=CPU, out=tmp_path / "zero")
+    df = pd.read_parquet(tmp_path / "zero" / "clips.parquet")
+    assert df["zero_gradient"].tolist() == [False, True, False, False]
+    assert summary.zero_gradient_clips == (118,)
+    assert df.loc[1, "mae_clean"] == 0.0  # the prediction is the label
+    assert df.loc[1, "linf"] == 0.0  # the attack did not move this clip
+    warnings = [r for r in caplog.records if "zero input gradient" in r.getMessage()]
+    assert len(warnings) == 1 and "clip(s) 118" in warnings[0].getMessage()

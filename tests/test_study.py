@@ -89,7 +89,10 @@ def test_tiny_study_through_the_cli(tiny_cache, tmp_path, capsys):
     ):
         assert (report / name).is_file(), name
     table1 = pd.read_csv(report / "table1.csv")
-    assert list(table1["system"]) == ["A2E", "A2M2E"]
+    assert list(table1.loc[table1["kind"] == "system", "system"]) == ["A2E", "A2M2E"]
+    # the ridge baseline on the study's own cache, as the last row
+    assert list(table1["kind"]) == ["system", "system", "baseline"]
+    assert np.isfinite(table1["avg_corr_mean"].iloc[-1])
     # Table 1 is the mean over seeds of each run's clean test correlation (final.json)
     for system in ("A2E", "A2M2E"):
         runs = [

@@ -45,6 +45,14 @@ def report(
         int,
         typer.Option("--ddof", min=0, help="ddof of the std over seeds (the paper's code: 0)."),
     ] = 1,
+    include_mismatched: Annotated[
+        bool,
+        typer.Option(
+            "--include-mismatched",
+            help="Also report runs trained with other settings than the study's and attack "
+            "results made with other settings (left out by default; listed either way).",
+        ),
+    ] = False,
 ) -> None:
     """Write the report: Table 1, Figures 3-4, t-tests, cost, report.md/.html."""
     import logging
@@ -56,5 +64,12 @@ def report(
     if settings and attack is None:
         raise RobustmerError("--set: needs --attack NAME; expected e.g. --attack pgd --set ...")
     selected = attack_settings(attack, settings) if settings else attack
-    report_dir = build_report(study_dir, figure_seed=seed, attack=selected, ddof=ddof, out=out)
+    report_dir = build_report(
+        study_dir,
+        figure_seed=seed,
+        attack=selected,
+        ddof=ddof,
+        out=out,
+        include_mismatched=include_mismatched,
+    )
     logging.getLogger(__name__).info("report: %s", report_dir / "report.html")

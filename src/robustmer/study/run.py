@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from robustmer._io import check_writable, read_json, to_jsonable, write_json
 from robustmer.errors import RobustmerError
 from robustmer.provenance import versions
+from robustmer.records import STUDY_FILE
 from robustmer.study.lock import study_lock
 from robustmer.study.profiles import StudyProfile, get_profile, shrunk
 from robustmer.study.workers import stop_workers, unit_threads, worker_init
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STUDY_FILE = "study.json"
 SYNTH_SEED = 0
 
 

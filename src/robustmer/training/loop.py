@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from robustmer.errors import RobustmerError
 from robustmer.metrics import average_correlation, regression_report
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
 from robustmer.progress import progress_bar
-from robustmer.provenance import versions
+from robustmer.provenance import device_name, versions
 from robustmer.records import (
     BEST_FILE,
     CONFIG_FILE,
@@ -828,11 +827,7 @@ def _final_record(job: _Job, state: TrainState, metrics: dict[str, Any]) -> Fina
             adversarial_epochs=sum(bool(r["adversarial"]) for r in state.rows),
             **state.counters,
             device=str(device),
-            device_name=(
-                torch.cuda.get_device_name(device)
-                if device.type == "cuda"
-                else platform.processor() or platform.machine()
-            ),
+            device_name=device_name(device),
             torch=torch.__version__,
         ),
     )
