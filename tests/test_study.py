@@ -67,10 +67,11 @@ def test_tiny_study_through_the_cli(tiny_cache, tmp_path, capsys):
     state = json.loads((out / "study.json").read_text())
     assert state["plan"] == [
         "data",
-        "model/A2E-seed6",
-        "model/A2E-seed21",
-        "model/A2M2E-seed6",
-        "model/A2M2E-seed21",
+        *(
+            f"{kind}/{model}{suffix}"
+            for model in ("A2E-seed6", "A2E-seed21", "A2M2E-seed6", "A2M2E-seed21")
+            for kind, suffix in (("train", ""), ("attack", "/paper"))
+        ),
         "report",
     ]
     assert all(u["state"] == "done" for u in state["units"].values())
@@ -192,9 +193,10 @@ def test_resume_after_kills_in_training_and_attack(tiny_cache, tmp_path, monkeyp
         run_study(out, data=tiny_cache, profile=TINY, device="cpu", jobs=1, progress=False)
     assert not (out / "runs" / "A2M2E-seed6" / "attacks" / "paper" / "summary.json").exists()
     state = json.loads((out / "study.json").read_text())
-    assert state["units"]["model/A2E-seed6"]["state"] == "done"
-    assert state["units"]["model/A2E-seed21"]["state"] == "done"
-    assert state["units"]["model/A2M2E-seed6"]["state"] == "running"
+    assert state["units"]["attack/A2E-seed6/paper"]["state"] == "done"
+    assert state["units"]["attack/A2E-seed21/paper"]["state"] == "done"
+    assert state["units"]["train/A2M2E-seed6"]["state"] == "done"
+    assert state["units"]["attack/A2M2E-seed6/paper"]["state"] == "running"
     monkeypatch.setitem(ATTACKS, "paper", real_attack_factory)
 
     # 3rd invocation finishes; nothing finished is redone and the tables equal the reference.

@@ -36,12 +36,36 @@ def study(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     jobs: Annotated[
         int | None,
-        typer.Option(help="Parallel worker processes (default: CPU count on CPU, 1 on GPU)."),
+        typer.Option(
+            help="Local executor: parallel worker processes (default: CPU count on CPU, "
+            "one per GPU on GPUs)."
+        ),
+    ] = None,
+    executor: Annotated[
+        str, typer.Option(help="Where units run: local (worker processes) or ray.")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join: auto or HOST:PORT (default: start a local Ray instance)."
+        ),
+    ] = None,
+    cpus_per_unit: Annotated[
+        int | None,
+        typer.Option(
+            help="Torch threads per unit, and CPUs a Ray task reserves "
+            "(default: local CPU count // jobs, ray 1)."
+        ),
+    ] = None,
+    gpus_per_unit: Annotated[
+        float | None,
+        typer.Option(help="Ray: GPUs a task reserves, e.g. 0.5 (default: 1 with cuda, else 0)."),
     ] = None,
 ) -> None:
     """Run the whole study: data, spectrograms, systems x seeds, attacks, report.
 
-    Resumable: run the same command again after an interruption and it continues.
+    Resumable: run the same command again after an interruption and it continues (with
+    either executor).
     """
     from robustmer.errors import RobustmerError
     from robustmer.study import run_study
@@ -61,5 +85,9 @@ def study(
         seeds=seed_values,
         device=device,
         jobs=jobs,
+        executor=executor,
+        ray_address=ray_address,
+        cpus_per_unit=cpus_per_unit,
+        gpus_per_unit=gpus_per_unit,
     )
     typer.echo(f"report: {report / 'report.md'} and {report / 'report.html'}")

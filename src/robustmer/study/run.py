@@ -16,9 +16,7 @@ again with the same command redoes nothing that finished and ends with the same 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 from robustmer._io import read_json, to_jsonable, write_json
 from robustmer.errors import RobustmerError
 from robustmer.provenance import versions
+from robustmer.study.executors import Unit, plan_executor
 from robustmer.study.profiles import StudyProfile, get_profile, shrunk
 
 logger = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ SYNTH_SEED = 0
 
 @dataclass(frozen=True)
 class ModelUnit:
-    """One system x seed: train, then attack on the test split."""
+    """One system x seed: a training unit, then an attack unit on the test split."""
 
     system: str
     seed: int
@@ -45,6 +44,11 @@ class ModelUnit:
     @property
     def name(self) -> str:
         return f"{self.system}-seed{self.seed}"
+
+    @property
+    def units(self) -> tuple[str, str]:
+        """Names of its training and attack units in ``study.json``."""
+        return f"train/{self.name}", f"attack/{self.name}/paper"
 
 
 class StudyState:
@@ -95,27 +99,37 @@ class StudyState:
         return self.doc["units"].get(unit, {}).get("state") == "done"
 
 
-def _model_unit(
-    unit: ModelUnit,
+def _train_unit(
+    system: str,
+    seed: int,
     cache_dir: str,
     run_dir: str,
     train_overrides: dict[str, Any],
-    attack: dict[str, Any],
     device: str,
-    threads: int | None,
+    threads: int,
 ) -> dict[str, float]:
-    """Train one system x seed and attack it (runs in the study process or a worker)."""
+    """Train one system x seed (a study unit; runs in the study process or a worker)."""
+    import torch
+
+    from robustmer.training import TrainConfig, train
+
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    config = TrainConfig(system=system, seed=seed, device=device, **train_overrides)
+    train(cache_dir, run_dir, config, progress=False)
+    return {"train_seconds": time.perf_counter() - t0}
+
+
+def _attack_unit(
+    run_dir: str, attack: dict[str, Any], device: str, threads: int
+) -> dict[str, float]:
+    """Attack one trained run's test split (a study unit)."""
     import torch
 
     from robustmer.evaluation import attack_run
-    from robustmer.training import TrainConfig, train
 
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    config = TrainConfig(system=unit.system, seed=unit.seed, device=device, **train_overrides)
-    train(cache_dir, run_dir, config, progress=False)
-    t1 = time.perf_counter()
     attack_run(
         run_dir,
         attack="paper",
@@ -127,7 +141,46 @@ def _model_unit(
         device=device,
         progress=False,
     )
-    return {"train_seconds": t1 - t0, "attack_seconds": time.perf_counter() - t1}
+    return {"attack_seconds": time.perf_counter() - t0}
+
+
+def _units(
+    models: list[ModelUnit],
+    prof: StudyProfile,
+    cache_dir: Path,
+    out: Path,
+    device: str,
+    threads: int,
+) -> list[Unit]:
+    """Every model's training unit, then its attack unit (after the training)."""
+    units = []
+    for m in models:
+        run_dir = str(out / "runs" / m.name)
+        train_name, attack_name = m.units
+        units.append(
+            Unit(
+                train_name,
+                _train_unit,
+                {
+                    "system": m.system,
+                    "seed": m.seed,
+                    "cache_dir": str(cache_dir),
+                    "run_dir": run_dir,
+                    "train_overrides": prof.train,
+                    "device": device,
+                    "threads": threads,
+                },
+            )
+        )
+        units.append(
+            Unit(
+                attack_name,
+                _attack_unit,
+                {"run_dir": run_dir, "attack": prof.attack, "device": device, "threads": threads},
+                after=(train_name,),
+            )
+        )
+    return units
 
 
 def _prepare_data(
@@ -182,6 +235,10 @@ def run_study(
     seeds: tuple[int, ...] | None = None,
     device: str = "auto",
     jobs: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    cpus_per_unit: int | None = None,
+    gpus_per_unit: float | None = None,
     progress: bool = True,
 ) -> Path:
     """Run (or resume) a whole study and write its report.
@@ -202,10 +259,18 @@ def run_study(
     device : str
         ``auto``, ``cpu`` or ``cuda``.
     jobs : int, optional
-        Parallel worker processes for independent system x seed units, each with
-        ``cpu_count // jobs`` torch threads. Default: the CPU count when running on the CPU
-        (small models use cores better in separate processes), 1 on a GPU. Results are
-        deterministic for a given ``jobs`` on the same machine.
+        Local executor: parallel worker processes for independent units (trainings,
+        attacks), each with ``cpu_count // jobs`` torch threads. Default: the CPU count
+        when running on the CPU (small models use cores better in separate processes), one
+        per GPU on GPUs (each worker pinned to one GPU).
+    executor : {"local", "ray"}
+        Where units run (:data:`robustmer.study.executors.EXECUTORS`).
+    ray_address : str, optional
+        Ray: ``auto`` or ``HOST:PORT`` of a running cluster; default a local Ray instance.
+    cpus_per_unit : int, optional
+        Torch threads per unit (and CPUs a Ray task reserves; Ray default 1).
+    gpus_per_unit : float, optional
+        Ray: GPUs a task reserves (default 1 with ``cuda``, else 0).
     progress : bool
         Show the study's progress display.
 
@@ -215,15 +280,13 @@ def run_study(
         The report directory.
     """
     from robustmer.progress import progress_bar
-    from robustmer.training import get_system, resolve_device
+    from robustmer.training import get_system
 
     out = Path(out)
     if data is not None and (soundtracks is not None or midlevel is not None):
         raise RobustmerError("give either --data or --soundtracks/--midlevel, not both")
     if (soundtracks is None) != (midlevel is None):
         raise RobustmerError("real data needs both --soundtracks and --midlevel")
-    if jobs is not None and jobs < 1:
-        raise RobustmerError(f"--jobs {jobs}; expected at least 1")
     given = data is not None or soundtracks is not None
     if isinstance(profile, StudyProfile):
         prof = profile
@@ -234,10 +297,18 @@ def run_study(
         get_system(name)
     if any(s < 0 for s in prof.seeds):
         raise RobustmerError(f"--seeds {prof.seeds}; expected non-negative integers")
-    resolved = str(resolve_device(device))
+    plan_ex = plan_executor(
+        executor,
+        device=device,
+        jobs=jobs,
+        cpus_per_unit=cpus_per_unit,
+        gpus_per_unit=gpus_per_unit,
+        address=ray_address,
+    )
+    resolved = plan_ex.device
 
-    units = [ModelUnit(s, seed) for s in prof.systems for seed in prof.seeds]
-    plan = ["data", *(f"model/{u.name}" for u in units), "report"]
+    models = [ModelUnit(s, seed) for s in prof.systems for seed in prof.seeds]
+    plan = ["data", *(name for m in models for name in m.units), "report"]
     settings = {
         "profile": prof.to_dict(),
         "data": str(data) if data else None,
@@ -251,6 +322,7 @@ def run_study(
         shrunk=shrunk(prof),
         attack={"name": "paper", "split": "test", **prof.attack},
         device=resolved,
+        threads_per_unit=plan_ex.threads,
         versions=versions(),
     )
     state.save()
@@ -280,48 +352,26 @@ def run_study(
             bar.advance(task)
         cache_dir = Path(state.doc["data"]["cache"])
 
-        todo = [u for u in units if not state.done(f"model/{u.name}")]
-        cpus = os.cpu_count() or 1
-        workers = jobs if jobs is not None else (cpus if resolved == "cpu" else 1)
-        workers = max(1, min(workers, len(todo) or 1))
-        threads = max(1, cpus // workers) if workers > 1 else None
-        args = {
-            u.name: (
-                u,
-                str(cache_dir),
-                str(out / "runs" / u.name),
-                prof.train,
-                prof.attack,
-                resolved,
-                threads,
-            )
-            for u in todo
-        }
+        units = _units(models, prof, cache_dir, out, resolved, plan_ex.threads)
+        running: set[str] = set()
 
-        def finish(u: ModelUnit, seconds: dict[str, float]) -> None:
-            state.set(f"model/{u.name}", "done", **{k: round(v, 3) for k, v in seconds.items()})
+        def on_start(name: str) -> None:
+            state.set(name, "running", executor=plan_ex.executor.name)
+            running.add(name)
+            show(", ".join(sorted(running)))
+
+        def on_finish(name: str, seconds: dict[str, float]) -> None:
+            state.set(name, "done", **{k: round(v, 3) for k, v in seconds.items()})
+            running.discard(name)
             bar.advance(task)
+            show(", ".join(sorted(running)))
 
-        if workers == 1:
-            for u in todo:
-                show(u.name)
-                state.set(f"model/{u.name}", "running")
-                finish(u, _model_unit(*args[u.name]))
-        else:
-            import multiprocessing
-
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                queue, pending = list(todo), {}
-                while queue or pending:
-                    while queue and len(pending) < workers:  # submit only what can run now
-                        u = queue.pop(0)
-                        state.set(f"model/{u.name}", "running")
-                        pending[pool.submit(_model_unit, *args[u.name])] = u
-                    show(", ".join(sorted(u.name for u in pending.values())))
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        finish(pending.pop(fut), fut.result())
+        with plan_ex.executor as ex:
+            ex.run(
+                [u for u in units if not state.done(u.name)],
+                on_start=on_start,
+                on_finish=on_finish,
+            )
 
         show("report")
         from robustmer.report import build_report
