@@ -182,29 +182,42 @@ class _Inline:
         return [], [(handles[0], self._units.pop(handles[0])())]
 
 
-def gpu_per_worker(workers: int, gpus: Sequence[int]) -> list[int | None]:
+def gpu_per_worker(workers: int, gpus: Sequence[str]) -> list[str | None]:
     """The GPU each of ``workers`` worker processes is pinned to, round-robin.
 
     Parameters
     ----------
     workers : int
         Number of worker processes.
-    gpus : sequence of int
-        GPU indices available (empty on a CPU).
+    gpus : sequence of str
+        GPUs available, as ``CUDA_VISIBLE_DEVICES`` names them (indices or UUIDs; empty on
+        a CPU).
 
     Returns
     -------
-    list of (int or None)
+    list of (str or None)
         ``gpus[i % len(gpus)]`` for worker ``i``, or ``None`` for every worker without GPUs.
     """
     return [gpus[i % len(gpus)] if gpus else None for i in range(workers)]
+
+
+def visible_gpus(count: int, env: str | None = None) -> list[str]:
+    """The ``count`` GPUs this process sees, as ``CUDA_VISIBLE_DEVICES`` names them.
+
+    ``env`` (default: this process's ``CUDA_VISIBLE_DEVICES``) restricts and renames the
+    GPUs; a worker pinned to a GPU must get that GPU's name from it, not its index.
+    """
+    env = os.environ.get("CUDA_VISIBLE_DEVICES") if env is None else env
+    if env is None or not env.strip():
+        return [str(i) for i in range(count)]
+    return [name.strip() for name in env.split(",") if name.strip()][:count]
 
 
 def _init_worker(gpu_queue: Any) -> None:
     """Worker-process start-up: take this worker's GPU (before CUDA starts)."""
     gpu = gpu_queue.get()
     if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
 
 
 class LocalExecutor(Executor):
@@ -214,14 +227,14 @@ class LocalExecutor(Executor):
     ----------
     workers : int
         Worker processes (units in flight at once). 1 runs every unit in this process.
-    gpus : sequence of int
-        GPU indices; worker ``i`` sees only GPU ``gpus[i % len(gpus)]`` (through
+    gpus : sequence of str
+        GPUs (:func:`visible_gpus`); worker ``i`` sees only ``gpus[i % len(gpus)]`` (through
         ``CUDA_VISIBLE_DEVICES``, so units use ``cuda``). Empty: no pinning.
     """
 
     name = "local"
 
-    def __init__(self, workers: int = 1, gpus: Sequence[int] = ()) -> None:
+    def __init__(self, workers: int = 1, gpus: Sequence[str] = ()) -> None:
         if workers < 1:
             raise RobustmerError(f"workers {workers}; expected at least 1")
         self.workers = workers
@@ -251,7 +264,7 @@ class LocalExecutor(Executor):
                 "(local: one worker per GPU)"
             )
         dev = resolve_device(device)
-        gpus = list(range(torch.cuda.device_count())) if str(dev) == "cuda" else []
+        gpus = visible_gpus(torch.cuda.device_count()) if str(dev) == "cuda" else []
         cpus = os.cpu_count() or 1
         workers = jobs or len(gpus) or max(1, cpus // (cpus_per_unit or 1))
         threads = cpus_per_unit or max(1, cpus // workers)
@@ -493,7 +506,7 @@ class RayExecutor(Executor):
             try:
                 finished.append((ref, ray.get(ref)))
             except ray.exceptions.RayTaskError as err:  # raise what the unit raised
-                logger.debug("unit failed on Ray:\n%s", err.traceback_str)
+                logger.debug("unit failed on Ray: %s", err)
                 cause = getattr(err, "cause", None)
                 if isinstance(cause, Exception):
                     raise cause from None
