@@ -22,11 +22,12 @@ from robustmer.study import StudyProfile, run_study
 from robustmer.study import run as study_run
 from robustmer.study.executors import (
     EXECUTORS,
+    ExecutorOptions,
     LocalExecutor,
     RayExecutor,
     Unit,
     gpu_per_worker,
-    plan_executor,
+    make_executor,
     visible_gpus,
 )
 
@@ -99,28 +100,34 @@ def test_gpus_are_assigned_to_workers_round_robin():
 
 
 def test_executor_options():
+    import torch
+
+    cpu = torch.device("cpu")
     cpus = os.cpu_count() or 1
-    plan = plan_executor("local", device="cpu")
-    assert isinstance(plan.executor, LocalExecutor) and plan.executor.workers == cpus
-    assert plan.threads == 1 and plan.device == "cpu"
-    plan = plan_executor("local", device="cpu", jobs=1)
-    assert plan.executor.workers == 1 and plan.threads == cpus
-    plan = plan_executor("ray", device="cpu", cpus_per_unit=2, address="auto")
-    assert isinstance(plan.executor, RayExecutor) and plan.threads == 2
-    assert plan.executor.cpus_per_unit == 2 and plan.executor.gpus_per_unit == 0
-    assert plan.executor.address == "auto"
-    plan = plan_executor("ray", device="cuda", gpus_per_unit=0.25)  # GPUs may be elsewhere
-    assert plan.device == "cuda" and plan.executor.gpus_per_unit == 0.25
+    local = make_executor("local", ExecutorOptions(cpu))
+    assert isinstance(local, LocalExecutor) and local.workers == cpus and local.gpus == ()
+    assert LocalExecutor.default_threads(ExecutorOptions(cpu)) == 1
+    assert LocalExecutor.default_threads(ExecutorOptions(cpu, jobs=1)) == cpus
+    assert make_executor("local", ExecutorOptions(cpu, jobs=3)).workers == 3
+    ray = make_executor("ray", ExecutorOptions(cpu, threads=2, address="auto"))
+    assert isinstance(ray, RayExecutor) and ray.address == "auto"
+    assert ray.cpus_per_unit == 2 and ray.gpus_per_unit == 0
+    assert RayExecutor.default_threads(ExecutorOptions(cpu)) == 1
+    # With Ray the GPUs may be on other nodes: cuda is not checked here.
+    cuda = RayExecutor.resolve_device("cuda")
+    assert cuda.type == "cuda"
+    assert make_executor("ray", ExecutorOptions(cuda)).gpus_per_unit == 1
+    assert make_executor("ray", ExecutorOptions(cuda, gpus_per_unit=0.25)).gpus_per_unit == 0.25
+    assert RayExecutor.resolve_device("auto", gpus_per_unit=0.5).type == "cuda"
     assert set(EXECUTORS) == {"local", "ray"}
-    for bad, match in (
-        ({"name": "dask"}, "unknown; expected one of local, ray"),
-        ({"name": "ray", "jobs": 2}, "jobs"),
-        ({"name": "local", "address": "auto"}, "ray"),
-        ({"name": "local", "cpus_per_unit": 0}, "at least 1"),
-        ({"name": "ray", "device": "cpu", "gpus_per_unit": 1.0}, "device cpu"),
+    for name, options, match in (
+        ("dask", ExecutorOptions(cpu), "unknown; expected one of local, ray"),
+        ("ray", ExecutorOptions(cpu, jobs=2), "jobs: not an option of the ray executor"),
+        ("local", ExecutorOptions(cpu, address="auto"), "address: not an option of the local"),
+        ("ray", ExecutorOptions(cpu, gpus_per_unit=1.0), "with device cpu"),
     ):
         with pytest.raises(RobustmerError, match=match):
-            plan_executor(**{"device": "cpu", **bad})
+            make_executor(name, options)
 
 
 def test_ray_missing_says_how_to_install(monkeypatch, tmp_path, capsys):
@@ -168,7 +175,7 @@ def tiny_cache(tmp_path_factory) -> Path:
 def local_tables(tiny_cache, tmp_path_factory) -> dict[str, pd.DataFrame]:
     """The tiny study with the local executor: 2 worker processes, 1 torch thread per unit."""
     out = tmp_path_factory.mktemp("local") / "study"
-    run_study(out, data=tiny_cache, profile=TINY, device="cpu", jobs=2, progress=False)
+    run_study(out, data=tiny_cache, profile=TINY, device="cpu", jobs=2, threads=1, progress=False)
     return _tables(out)
 
 
@@ -198,7 +205,7 @@ def test_ray_executor_retries_and_reports_starts(ray_instance, tmp_path):
         Unit("dies", _fails_once, {"marker": str(tmp_path / "b"), "error": "exit",
                                    "fn": _echo, "value": 2}, after=("raises",)),
     ]
-    events = _record_run(RayExecutor(cpus_per_unit=1, poll_seconds=0.1), units)
+    events = _record_run(RayExecutor(poll_seconds=0.1), units)
     assert ("finish", "raises", 1) in events and ("finish", "dies", 2) in events
     assert (tmp_path / "a").is_file() and (tmp_path / "b").is_file()  # each failed once
     assert events.index(("finish", "raises", 1)) < events.index(("finish", "dies", 2))
@@ -228,7 +235,7 @@ def test_ray_study_equals_the_local_study(ray_instance, tiny_cache, local_tables
     state = json.loads((out / "study.json").read_text())
     assert all(u["state"] == "done" for u in state["units"].values())
     assert state["units"]["train/A2E-seed6"]["executor"] == "ray"
-    assert state["threads_per_unit"] == 1
+    assert state["settings"]["threads"] == 1
     _assert_same_tables(_tables(out), local_tables)
 
 
@@ -270,4 +277,6 @@ def test_study_killed_under_ray_resumes_with_either_executor(
     assert not any(u["state"] == "done" for name, u in state["units"].items() if "/" in name)
     assert not (out / "report").exists()
     run_study(out, data=tiny_cache, profile=TINY, device="cpu", jobs=2, progress=False)
+    state = json.loads((out / "study.json").read_text())
+    assert state["units"]["attack/A2M2E-seed6/paper"]["executor"] == "local"
     _assert_same_tables(_tables(out), local_tables)

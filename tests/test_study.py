@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,50 @@ def test_synthetic_study_and_what_it_shrank(tmp_path):
     assert "frames" in json.dumps(summary)  # the report says what was shrunk
 
 
+def test_a_moved_study_uses_its_own_files(tmp_path, monkeypatch):
+    """study.json records paths relative to the study directory (or absolute): a study
+    moved elsewhere and resumed from another working directory redoes nothing and reads
+    its own cache."""
+    import shutil
+
+    import robustmer.data
+    from robustmer.training import load_run
+
+    st, mid = write_tiny_dataset(tmp_path / "raw", n=30, seconds=1.2)
+    profile = TINY.with_overrides(systems=("A2E",), seeds=(6,))
+    monkeypatch.chdir(tmp_path)
+    run_study(
+        "study",
+        soundtracks="raw/soundtracks",
+        midlevel="raw/midlevel",
+        profile=profile,
+        device="cpu",
+        jobs=1,
+        progress=False,
+    )
+    state = json.loads((tmp_path / "study" / "study.json").read_text())
+    assert state["data"]["cache"] == "cache"
+    assert state["settings"]["soundtracks"] == str(st.resolve())
+    assert state["settings"]["midlevel"] == str(mid.resolve())
+
+    (tmp_path / "elsewhere").mkdir()
+    shutil.move(tmp_path / "study", tmp_path / "elsewhere" / "moved")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the moved study redid its data")
+
+    monkeypatch.setattr(robustmer.data, "prepare", no_work)
+    monkeypatch.setattr(robustmer.data, "generate_synthetic", no_work)
+    before = (Path("moved") / "runs" / "A2E-seed6" / "final.json").stat().st_mtime_ns
+    run_study(
+        "moved", soundtracks=st, midlevel=mid, profile=profile, device="cpu", jobs=1, progress=False
+    )
+    assert (Path("moved") / "runs" / "A2E-seed6" / "final.json").stat().st_mtime_ns == before
+    run = load_run(tmp_path / "elsewhere" / "moved" / "runs" / "A2E-seed6")
+    assert run.cache.path.resolve() == (tmp_path / "elsewhere" / "moved" / "cache").resolve()
+
+
 def test_quick_profile_keeps_the_papers_recipe():
     changed = shrunk(QUICK)
     allowed = {
@@ -145,15 +190,27 @@ def _tables(report: Path) -> dict[str, pd.DataFrame]:
     return {name: pd.read_csv(report / f"{name}.csv") for name in REPORT_TABLES}
 
 
-def test_resume_after_kills_in_training_and_attack(tiny_cache, tmp_path, monkeypatch):
+def _assert_same_tables(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> None:
+    for name in REPORT_TABLES:
+        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True)
+
+
+@pytest.fixture(scope="module")
+def reference_dir(tiny_cache, tmp_path_factory) -> Path:
+    """An uninterrupted TINY study, its units in two worker processes with 1 thread each."""
+    out = tmp_path_factory.mktemp("reference") / "study"
+    run_study(out, data=tiny_cache, profile=TINY, device="cpu", jobs=2, threads=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(reference_dir) -> dict[str, pd.DataFrame]:
+    return _tables(reference_dir / "report")
+
+
+def test_resume_after_kills_in_training_and_attack(tiny_cache, reference, tmp_path, monkeypatch):
     import robustmer.training as training
     from robustmer.attacks import ATTACKS
-
-    reference = _tables(
-        run_study(
-            tmp_path / "ref", data=tiny_cache, profile=TINY, device="cpu", jobs=1, progress=False
-        )
-    )
 
     # 1st invocation: killed during the 2nd epoch bookkeeping of the second unit's training.
     real_train = training.train
@@ -168,7 +225,9 @@ def test_resume_after_kills_in_training_and_attack(tiny_cache, tmp_path, monkeyp
     monkeypatch.setattr(training, "train", killed_train)
     out = tmp_path / "study"
     with pytest.raises(KeyboardInterrupt):
-        run_study(out, data=tiny_cache, profile=TINY, device="cpu", jobs=1, progress=False)
+        run_study(
+            out, data=tiny_cache, profile=TINY, device="cpu", jobs=1, threads=1, progress=False
+        )
     run = out / "runs" / "A2E-seed21"
     assert (run / "state.pt").is_file() and not (run / "final.json").exists()
     assert len(pd.read_csv(run / "metrics.csv")) == 2
@@ -204,8 +263,7 @@ def test_resume_after_kills_in_training_and_attack(tiny_cache, tmp_path, monkeyp
         run_study(out, data=tiny_cache, profile=TINY, device="cpu", jobs=1, progress=False)
     )
     assert (out / "runs" / "A2E-seed6" / "final.json").stat().st_mtime_ns == first_done
-    for name in REPORT_TABLES:
-        pd.testing.assert_frame_equal(resumed[name], reference[name], check_exact=True)
+    _assert_same_tables(resumed, reference)
 
 
 def test_study_bad_input(tiny_cache, tmp_path, capsys):
@@ -214,10 +272,16 @@ def test_study_bad_input(tiny_cache, tmp_path, capsys):
         == 2
     )
     assert "system 'A2X': unknown" in capsys.readouterr().err
-    with pytest.raises(RobustmerError, match="both --soundtracks and --midlevel"):
+    # the library names its parameters, the CLI its flags
+    with pytest.raises(RobustmerError, match="needs both soundtracks and midlevel"):
         run_study(tmp_path / "s2", soundtracks=tmp_path)
-    with pytest.raises(RobustmerError, match="either --data or"):
+    with pytest.raises(RobustmerError, match="either a cache or soundtracks/midlevel"):
         run_study(tmp_path / "s3", data=tiny_cache, soundtracks=tmp_path, midlevel=tmp_path)
+    both = ("--data", str(tiny_cache), "--soundtracks", str(tmp_path), "--midlevel", str(tmp_path))
+    assert cli("study", *both, "--out", str(tmp_path / "s3")) == 2
+    assert "give either --data or --soundtracks/--midlevel" in capsys.readouterr().err
+    assert cli("study", "--soundtracks", str(tmp_path), "--out", str(tmp_path / "s2")) == 2
+    assert "needs both --soundtracks and --midlevel" in capsys.readouterr().err
     run_study(
         tmp_path / "s4",
         data=tiny_cache,
@@ -232,31 +296,91 @@ def test_study_bad_input(tiny_cache, tmp_path, capsys):
         )
 
 
-def test_parallel_workers_finish_every_unit(tiny_cache, tmp_path):
-    """--jobs 2: units run in two spawned worker processes (1 torch thread each)."""
-    serial = _tables(
-        run_study(
-            tmp_path / "serial", data=tiny_cache, profile=TINY, device="cpu", jobs=1, progress=False
-        )
+def test_parallel_workers_finish_every_unit(reference_dir):
+    """--jobs 2: every unit ran in a spawned worker with the recorded thread count (the
+    other tests compare these tables with units that ran in the main process)."""
+    state = json.loads((reference_dir / "study.json").read_text())
+    assert state["settings"]["threads"] == 1
+    units = {k: v for k, v in state["units"].items() if k.split("/")[0] in ("train", "attack")}
+    assert len(units) == 8 and all(u["state"] == "done" for u in state["units"].values())
+    assert all(u["threads"] == 1 for u in units.values())
+
+
+STUDY_SCRIPT = """
+import sys
+from robustmer.cli import main
+from robustmer.study import STUDY_PROFILES, StudyProfile
+
+if __name__ == "__main__":
+    STUDY_PROFILES["tiny"] = StudyProfile(**{profile!r})
+    main(sys.argv[1:])
+"""
+
+
+def _tiny_profile_dict() -> dict:
+    d = TINY.to_dict()
+    d["systems"], d["seeds"] = tuple(d["systems"]), tuple(d["seeds"])
+    return d
+
+
+def test_ctrl_c_then_resume_and_a_single_unit_study(tiny_cache, reference, tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while two workers
+    train: one line, exit code 130, no worker left; the same command resumes (remaining
+    units now run in the main process) and the tables equal the uninterrupted study's; a
+    one-unit study gives that unit's rows exactly."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "study.py"
+    script.write_text(STUDY_SCRIPT.format(profile=_tiny_profile_dict()))
+    out = tmp_path / "study"
+    args = ["study", "--data", str(tiny_cache), "--profile", "tiny", "--out", str(out)]
+    args += ["--device", "cpu", "--threads", "1"]
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": str(src), "ROBUSTMER_PROGRESS": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *args, "--jobs", "2"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
-    report = run_study(
-        tmp_path / "parallel", data=tiny_cache, profile=TINY, device="cpu", jobs=2, progress=False
+    try:
+        deadline = time.monotonic() + 300
+        while not list(out.glob("runs/*/metrics.csv")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    lines = err.strip().splitlines()
+    assert lines[-1] == f"robustmer: study interrupted; run the same command to resume {out}"
+    assert sum("interrupted" in line for line in lines) == 1
+    state = json.loads((out / "study.json").read_text())
+    assert not all(u["state"] == "done" for u in state["units"].values())
+
+    resumed = run_study(out, data=tiny_cache, profile=TINY, device="cpu", jobs=1, progress=False)
+    _assert_same_tables(_tables(resumed), reference)
+
+    single = run_study(
+        tmp_path / "single",
+        data=tiny_cache,
+        profile=TINY.with_overrides(systems=("A2M2E",), seeds=(21,)),
+        device="cpu",
+        threads=1,
+        progress=False,
     )
-    state = json.loads((tmp_path / "parallel" / "study.json").read_text())
-    assert all(u["state"] == "done" for u in state["units"].values())
-    parallel = _tables(report)
-    # Same seeds and data; another torch thread count changes float rounding, which training
-    # amplifies (about 1e-3 here), so the numbers agree closely but not bit for bit.
-    for name, columns in (
-        ("table1", ["system", "avg_corr_mean", "mae_mean"]),
-        ("delta_mae", ["system", "seed", "delta_mae"]),
-    ):
-        pd.testing.assert_frame_equal(
-            parallel[name][columns], serial[name][columns], rtol=0, atol=0.05
-        )
-    assert parallel["clips"][["system", "seed", "clip_id"]].equals(
-        serial["clips"][["system", "seed", "clip_id"]]
-    )
+    for name in ("delta_mae", "clips"):
+        one, ref = _tables(single)[name], reference[name]
+        ref = ref[(ref["system"] == "A2M2E") & (ref["seed"] == 21)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(one, ref, check_exact=True)
 
 
 def test_study_on_real_data_layout(tmp_path):

@@ -78,6 +78,50 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_writable(path: str | os.PathLike[str], what: str = "output directory") -> Path:
+    """Raise :class:`RobustmerError` unless files can be created at ``path``.
+
+    Probes by creating and removing a temporary file in ``path`` if it is a directory,
+    else in its nearest existing ancestor (where ``path`` will be created), so a read-only
+    file system, a missing permission or an ancestor that is a file are reported before
+    any work is done, also for root (whom permission bits do not stop). Nothing is left
+    behind.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Directory (existing or to be created) the caller will write into.
+    what : str
+        What ``path`` is, for the message.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RobustmerError(f"{path}: exists and is not a directory; expected a {what}")
+    probe = path
+    while not probe.is_dir():
+        if probe.exists() or probe.parent == probe:
+            raise RobustmerError(
+                f"{path}: cannot be created ({probe} is not a directory); expected a {what} "
+                "in a writable location"
+            )
+        probe = probe.parent
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".robustmer-write-check.", dir=probe)
+    except OSError as exc:
+        raise RobustmerError(
+            f"{path}: not writable ({exc.strerror or exc} in {probe}); expected a {what} "
+            "in a writable location"
+        ) from None
+    os.close(fd)
+    os.unlink(tmp)
+    return path
+
+
 def to_jsonable(obj: Any) -> Any:
     """Convert numpy scalars/arrays, paths and tuples into plain JSON types."""
     import numpy as np

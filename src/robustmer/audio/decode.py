@@ -8,19 +8,77 @@ libsndfile through ``soundfile`` (wav, flac, mp3, ogg, ...), resampling uses ``s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from robustmer.errors import RobustmerError
 
-__all__ = ["load_audio"]
+__all__ = ["load_audio", "quiet_native_stderr"]
 
 logger = logging.getLogger(__name__)
 
 _EXPECTED_FORMATS = "a readable wav, flac, mp3 or ogg file"
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[list[str]]:
+    """Keep what C libraries write to file descriptor 2 off the terminal.
+
+    libsndfile's mp3 decoder (mpg123) prints "Note: ..." lines on fd 2 for damaged or
+    foreign data. Inside the block fd 2 goes to a temporary file; Python's own
+    ``sys.stderr`` (log records, progress bars) is pointed at the original stream for the
+    duration, so it still reaches the terminal. The captured lines are yielded (the list
+    is filled when the block ends).
+    """
+    captured: list[str] = []
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 at all: nothing can reach a terminal
+        yield captured
+        return
+    try:
+        swap = sys.stderr is not None and sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        swap = False
+    old_stderr = sys.stderr
+    with tempfile.TemporaryFile() as sink:
+        if old_stderr is not None:
+            old_stderr.flush()
+        os.dup2(sink.fileno(), 2)
+        if swap:
+            sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, errors="backslashreplace")
+        try:
+            yield captured
+        finally:
+            if swap:
+                replacement, sys.stderr = sys.stderr, old_stderr
+                replacement.close()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", errors="replace")
+            captured.extend(line.strip() for line in text.splitlines() if line.strip())
+
+
+_MISLEADING = ("does not exist", "possibly a pipe")
+"""Parts of libsndfile messages that are wrong for an existing file it cannot parse."""
+
+
+def _reason(exc: Exception, path: Path, notes: list[str]) -> str:
+    """A short reason for a decoding failure, without repeating the path."""
+    text = str(getattr(exc, "error_string", "") or exc).strip()
+    if not text or str(path) in text or any(m in text for m in _MISLEADING):
+        text = ""
+    if not text and notes:
+        text = "decoder: " + notes[0].removeprefix("Note:").strip()
+    return text or "format not recognised"
 
 
 def load_audio(
@@ -64,12 +122,16 @@ def load_audio(
     if not path.is_file():
         raise RobustmerError(f"{path}: audio file not found; expected {_EXPECTED_FORMATS}")
     try:
-        data, source_rate = sf.read(path, dtype="float64", always_2d=True)  # [T, C]
+        with quiet_native_stderr() as notes:
+            data, source_rate = sf.read(path, dtype="float64", always_2d=True)  # [T, C]
     except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        logger.debug("%s: decoder output: %s", path, notes)
         raise RobustmerError(
-            f"{path}: could not decode audio ({detail}); expected {_EXPECTED_FORMATS}"
+            f"{path}: not a decodable audio file ({_reason(exc, path, notes)}); expected "
+            f"{_EXPECTED_FORMATS}"
         ) from None
+    if notes:
+        logger.debug("%s: decoder output: %s", path, notes)
     if data.size == 0:
         raise RobustmerError(f"{path}: audio contains no samples; expected non-empty audio")
     if not np.all(np.isfinite(data)):

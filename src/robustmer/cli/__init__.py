@@ -7,12 +7,19 @@ A :class:`robustmer.errors.RobustmerError` becomes one line on stderr and exit c
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 
 import typer
 
 from robustmer.errors import RobustmerError
+
+_ENVIRONMENT_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
+)
+"""File-system errors that are the environment's, not a bug: one line and exit code 2 even
+where no earlier check caught them (the output locations are checked before any work)."""
 
 app = typer.Typer(
     name="robustmer",
@@ -60,3 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("robustmer: interrupted\n")
         sys.exit(130)
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        sys.stderr.write(f"robustmer: error: {where}{exc.strerror or exc}\n")
+        sys.exit(2)

@@ -19,8 +19,10 @@ def synth(
     Layout: OUT/soundtracks/{mean_ratings_set1.csv, Set1/NNN.mp3} and
     OUT/midlevel/{metadata.csv, annotations.csv}. See docs/synthetic.md.
     """
+    from robustmer._io import check_writable
     from robustmer.data import generate_synthetic
 
+    check_writable(out, "output directory")
     summary = generate_synthetic(out, clips=clips, seconds=seconds, seed=seed)
     typer.echo(f"wrote {summary['clips']} synthetic clips to {out}")
 
@@ -42,14 +44,35 @@ def prepare(
     ] = "train",
     frames: Annotated[int, typer.Option(help="Excerpt length in frames (313 = 10 s).")] = 313,
     excerpt_seed: Annotated[int, typer.Option(help="Seed of the excerpt offsets.")] = 0,
+    allow_repeat: Annotated[
+        bool,
+        typer.Option(
+            "--allow-repeat",
+            help="Allow excerpts longer than 4x a clip (the clip is repeated to fill them).",
+        ),
+    ] = False,
 ) -> None:
     """Compute spectrograms, normalise, cut excerpts and split; write a cache.
 
     Re-running on an existing cache re-uses the spectrograms of unchanged clips.
     """
     from robustmer.data import prepare as run_prepare
+    from robustmer.data.prepare import MAX_REPEAT, NORM_STATS
+    from robustmer.errors import RobustmerError
 
+    if norm_stats not in NORM_STATS:
+        raise RobustmerError(
+            f"--norm-stats {norm_stats!r}: unknown; expected one of {', '.join(NORM_STATS)}"
+        )
+    if frames < 16:
+        raise RobustmerError(f"--frames {frames}: too few; expected at least 16 frames")
     path = run_prepare(
-        soundtracks, midlevel, out, norm_stats=norm_stats, frames=frames, excerpt_seed=excerpt_seed
+        soundtracks,
+        midlevel,
+        out,
+        norm_stats=norm_stats,
+        frames=frames,
+        excerpt_seed=excerpt_seed,
+        max_repeat=None if allow_repeat else MAX_REPEAT,
     )
     typer.echo(f"cache written to {path}")

@@ -37,8 +37,18 @@ def study(
     jobs: Annotated[
         int | None,
         typer.Option(
-            help="Local executor: parallel worker processes (default: CPU count on CPU, "
-            "one per GPU on GPUs)."
+            min=1,
+            help="Local executor: parallel worker processes (default: CPU count on CPU, one "
+            "per GPU on GPUs, each pinned to its GPU).",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Torch threads per unit (a training or an attack), a recorded setting of the "
+            "study, and the CPUs a Ray task reserves (default: as recorded, else CPU count // "
+            "jobs; with ray 1).",
         ),
     ] = None,
     executor: Annotated[
@@ -47,47 +57,64 @@ def study(
     ray_address: Annotated[
         str | None,
         typer.Option(
-            help="Ray cluster to join: auto or HOST:PORT (default: start a local Ray instance)."
-        ),
-    ] = None,
-    cpus_per_unit: Annotated[
-        int | None,
-        typer.Option(
-            help="Torch threads per unit, and CPUs a Ray task reserves "
-            "(default: local CPU count // jobs, ray 1)."
+            help="Ray cluster to join: auto or HOST:PORT (default: a local Ray instance)."
         ),
     ] = None,
     gpus_per_unit: Annotated[
         float | None,
-        typer.Option(help="Ray: GPUs a task reserves, e.g. 0.5 (default: 1 with cuda, else 0)."),
+        typer.Option(
+            min=0.0, help="Ray: GPUs a task reserves, e.g. 0.5 (default: 1 with cuda, else 0)."
+        ),
     ] = None,
 ) -> None:
     """Run the whole study: data, spectrograms, systems x seeds, attacks, report.
 
-    Resumable: run the same command again after an interruption and it continues (with
-    either executor).
+    Resumable: after Ctrl-C or a crash, run the same command again and it continues.
     """
-    from robustmer.errors import RobustmerError
-    from robustmer.study import run_study
+    import sys
 
+    from robustmer.errors import RobustmerError
+    from robustmer.study import STUDY_PROFILES, run_study
+    from robustmer.study.executors import EXECUTORS
+
+    if data is not None and (soundtracks is not None or midlevel is not None):
+        raise RobustmerError("give either --data or --soundtracks/--midlevel, not both")
+    if (soundtracks is None) != (midlevel is None):
+        raise RobustmerError("real data needs both --soundtracks and --midlevel")
+    if profile is not None and profile not in STUDY_PROFILES:
+        raise RobustmerError(
+            f"--profile {profile!r}: unknown; expected one of {', '.join(STUDY_PROFILES)}"
+        )
+    if executor not in EXECUTORS:
+        raise RobustmerError(
+            f"--executor {executor!r}: unknown; expected one of {', '.join(EXECUTORS)}"
+        )
+    if executor != "ray" and (ray_address is not None or gpus_per_unit is not None):
+        raise RobustmerError("--ray-address and --gpus-per-unit need --executor ray")
+    if executor == "ray" and jobs is not None:
+        raise RobustmerError("--jobs is for the local executor; with ray, use --threads")
     seed_list = _csv_list(seeds)
     try:
         seed_values = tuple(int(s) for s in seed_list) if seed_list else None
     except ValueError:
         raise RobustmerError(f"--seeds {seeds!r}; expected comma-separated integers") from None
-    report = run_study(
-        out,
-        data=data,
-        soundtracks=soundtracks,
-        midlevel=midlevel,
-        profile=profile,
-        systems=_csv_list(systems),
-        seeds=seed_values,
-        device=device,
-        jobs=jobs,
-        executor=executor,
-        ray_address=ray_address,
-        cpus_per_unit=cpus_per_unit,
-        gpus_per_unit=gpus_per_unit,
-    )
+    try:
+        report = run_study(
+            out,
+            data=data,
+            soundtracks=soundtracks,
+            midlevel=midlevel,
+            profile=profile,
+            systems=_csv_list(systems),
+            seeds=seed_values,
+            device=device,
+            jobs=jobs,
+            threads=threads,
+            executor=executor,
+            ray_address=ray_address,
+            gpus_per_unit=gpus_per_unit,
+        )
+    except KeyboardInterrupt:
+        sys.stderr.write(f"robustmer: study interrupted; run the same command to resume {out}\n")
+        raise SystemExit(130) from None
     typer.echo(f"report: {report / 'report.md'} and {report / 'report.html'}")

@@ -54,14 +54,15 @@ def train(
     Writes OUT/{config.json, metrics.csv, best.safetensors, state.pt, final.json}.
     See docs/training.md.
     """
-    from robustmer.training import make_config
+    from robustmer.training import make_config, resolve_device
     from robustmer.training import train as run_train
 
+    dev = resolve_device(device)
     config = make_config(
         system,
         seed,
         profile=profile,
-        device=device,
+        device=str(dev),
         max_epochs=max_epochs,
         patience=patience,
         monitor=monitor,
@@ -73,7 +74,7 @@ def train(
         channels_last=channels_last,
         amp=amp,
     )
-    final = run_train(data, out, config, progress=progress)
+    final = run_train(data, out, config, device=dev, progress=progress)
     test = final["metrics"]["test"]["emotions"]
     typer.echo(
         f"{config.system} seed {config.seed}: best epoch {final['best_epoch']} of "

@@ -5,7 +5,9 @@ replaced only when complete)::
 
     manifest.json          format, version, ids, split (clip ids), ratings, mid-level
                            targets, normalisation, front-end parameters, excerpt offsets,
-                           source hashes
+                           source hashes, and ``sha256``: the SHA-256 of each array file
+                           and of the targets (ids, split, ratings, mid-level targets,
+                           normalisation, front end), checked on every load
     excerpts.npy           float32 [N, frames, 149], normalised log-filtered spectrogram
     emotions.npy           float32 [N, 8], ratings / 10
     midlevel.npy           float32 [N, 7], mid-level ratings / 10
@@ -14,13 +16,21 @@ replaced only when complete)::
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from robustmer._io import atomic_directory, read_json, sha256_file, write_json
+from robustmer._io import (
+    atomic_directory,
+    read_json,
+    sha256_bytes,
+    sha256_file,
+    to_jsonable,
+    write_json,
+)
 from robustmer.errors import RobustmerError
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
 
@@ -30,8 +40,36 @@ if TYPE_CHECKING:
     from robustmer.audio import FrontEndConfig, Normalization
 
 CACHE_FORMAT = "robustmer-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 SPLITS = ("train", "validation", "test")
+ARRAY_FILES = ("excerpts.npy", "emotions.npy", "midlevel.npy")
+TARGET_KEYS = ("ids", "split", "emotions", "midlevel", "normalization", "frontend")
+"""Manifest entries covered by the ``targets`` hash: what a model is trained towards."""
+
+
+def targets_hash(manifest: dict[str, Any]) -> str:
+    """SHA-256 of the manifest's :data:`TARGET_KEYS` entries (canonical JSON)."""
+    part = json.loads(json.dumps(to_jsonable({k: manifest.get(k) for k in TARGET_KEYS})))
+    return sha256_bytes(json.dumps(part, sort_keys=True, separators=(",", ":")).encode())
+
+
+def _check_hashes(path: Path, manifest: dict[str, Any]) -> None:
+    """Raise if an array file or the manifest's targets changed since the cache was written."""
+    recorded = manifest.get("sha256") or {}
+    manifest_path = path / "manifest.json"
+    if recorded.get("targets") != targets_hash(manifest):
+        raise RobustmerError(
+            f"{manifest_path}: its ratings, mid-level targets, split or normalisation differ "
+            "from what was written (the recorded SHA-256 does not match; edited by hand?); "
+            "expected an unmodified cache: run `robustmer prepare` again"
+        )
+    for name in ARRAY_FILES:
+        if recorded.get(name) != sha256_file(path / name):
+            raise RobustmerError(
+                f"{path / name}: content differs from what was written (SHA-256 recorded in "
+                f"{manifest_path.name} does not match); expected an unmodified cache: run "
+                "`robustmer prepare` again"
+            )
 
 
 @dataclass
@@ -176,13 +214,16 @@ def write_cache(
         **(extra or {}),
     }
     with atomic_directory(out) as tmp:
-        np.save(tmp / "excerpts.npy", excerpts)
-        np.save(tmp / "emotions.npy", emotions)
-        np.save(tmp / "midlevel.npy", midlevel)
+        for name, array in zip(ARRAY_FILES, (excerpts, emotions, midlevel), strict=True):
+            np.save(tmp / name, array)
         if spectrograms:
             (tmp / "spectrograms").mkdir()
             for i, spec in spectrograms.items():
                 np.save(tmp / "spectrograms" / f"{i:03d}.npy", np.asarray(spec, np.float32))
+        manifest["sha256"] = {
+            **{name: sha256_file(tmp / name) for name in ARRAY_FILES},
+            "targets": targets_hash(manifest),
+        }
         write_json(tmp / "manifest.json", manifest)
     return out
 
@@ -199,8 +240,9 @@ def load_cache(path: str | Path, *, frontend: FrontEndConfig | None = None) -> C
     Raises
     ------
     RobustmerError
-        Missing cache, a cache of another format or version, another front end, or
-        arrays that do not match the manifest.
+        Missing cache, a cache of another format or version, another front end, arrays
+        that do not match the manifest, or array files or targets (ratings, mid-level
+        targets, split, normalisation) that differ from their recorded SHA-256.
     """
     from robustmer.audio import FrontEndConfig, Normalization
 
@@ -223,12 +265,13 @@ def load_cache(path: str | Path, *, frontend: FrontEndConfig | None = None) -> C
             f"{manifest_path}: made with front end {cached_frontend.to_dict()}, expected "
             f"{frontend.to_dict()}: run `robustmer prepare` again"
         )
-    arrays = {}
-    for name in ("excerpts", "emotions", "midlevel"):
-        file = path / f"{name}.npy"
-        if not file.is_file():
-            raise RobustmerError(f"{file}: missing from the cache; run `robustmer prepare` again")
-        arrays[name] = np.load(file, allow_pickle=False)
+    for name in ARRAY_FILES:
+        if not (path / name).is_file():
+            raise RobustmerError(
+                f"{path / name}: missing from the cache; run `robustmer prepare` again"
+            )
+    _check_hashes(path, manifest)
+    arrays = {n.removesuffix(".npy"): np.load(path / n, allow_pickle=False) for n in ARRAY_FILES}
     ids = [int(i) for i in manifest["ids"]]
     expected = (len(ids), manifest["frames"], manifest["bands"])
     if arrays["excerpts"].shape != expected:

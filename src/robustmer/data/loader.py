@@ -176,20 +176,26 @@ def read_ratings(path: str | Path) -> tuple[list[int], np.ndarray, list[str]]:
 def find_clips(root: str | Path) -> dict[int, Path]:
     """Map Set-1 numbers to audio files named ``NNN.<ext>`` under ``root`` (two levels deep).
 
-    Where a number has several files, the first of :data:`AUDIO_EXTENSIONS` wins.
+    Raises
+    ------
+    RobustmerError
+        A number with several audio files (``007.mp3`` and ``007.ogg``, or the same name in
+        two folders), naming both: which one is meant is not for robustmer to guess.
     """
     root = Path(root)
     found: dict[int, Path] = {}
-    rank: dict[int, int] = {}
     for depth in ("*", "*/*", "*/*/*"):
-        for p in root.glob(depth):
-            ext = p.suffix.lower()
+        for p in sorted(root.glob(depth)):
             m = _CLIP_NAME.match(p.stem)
-            if not m or ext not in AUDIO_EXTENSIONS or not p.is_file():
+            if not m or p.suffix.lower() not in AUDIO_EXTENSIONS or not p.is_file():
                 continue
-            n, r = int(m.group(1)), AUDIO_EXTENSIONS.index(ext)
-            if n not in found or r < rank[n]:
-                found[n], rank[n] = p, r
+            n = int(m.group(1))
+            if n in found:
+                raise RobustmerError(
+                    f"{root}: clip {n:03d} has two audio files, {found[n]} and {p}; expected "
+                    "one file per clip: remove or rename the other"
+                )
+            found[n] = p
     return found
 
 

@@ -4,7 +4,8 @@ Pipeline per clip: decode -> front end (:func:`robustmer.audio.spectrogram_from_
 then one global mean and standard deviation over the training split (project default) or
 all clips (the paper's choice, ``norm_stats="all"``); then one excerpt of ``frames`` frames
 (313 = 10 s) per clip at a random offset drawn once with a fixed seed, the spectrogram
-repeated first if the clip is shorter.
+repeated first if the clip is shorter (at most ``max_repeat`` times its length unless
+allowed).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robustmer._io import read_json, sha256_file
+from robustmer._io import check_writable, read_json, sha256_file
 from robustmer.data.cache import CACHE_FORMAT, CACHE_VERSION, write_cache
 from robustmer.data.loader import find_midlevel_files, load_soundtracks, read_midlevel
 from robustmer.data.split import paper_split
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 NORM_STATS = ("train", "all")
 PAPER_FRAMES = 313
+MAX_REPEAT = 4.0
+"""Default limit on excerpt length / clip length: longer excerpts would be mostly copies."""
 
 
 def excerpt(
@@ -53,6 +56,17 @@ def excerpt(
         spectrogram = np.concatenate([spectrogram] * reps, axis=0)
     offset = int(rng.integers(0, len(spectrogram) - frames + 1))
     return spectrogram[offset : offset + frames], offset
+
+
+def _check_repeat(file: Path, clip_frames: int, frames: int, max_repeat: float | None) -> None:
+    """Refuse an excerpt that would repeat a clip (the shortest) more than ``max_repeat``
+    times."""
+    if max_repeat is not None and frames > max_repeat * clip_frames:
+        raise RobustmerError(
+            f"{file}: {clip_frames} frames long; an excerpt of {frames} frames would repeat "
+            f"it {frames / clip_frames:.1f} times; expected excerpts of at most "
+            f"{max_repeat:g}x the clip (allow longer repeats explicitly, or choose fewer frames)"
+        )
 
 
 def _previous_spectrograms(out: Path, frontend_dict: dict) -> dict[str, Path]:
@@ -87,6 +101,7 @@ def prepare(
     frames: int = PAPER_FRAMES,
     excerpt_seed: int = 0,
     split_seed: int = 42,
+    max_repeat: float | None = MAX_REPEAT,
     frontend=None,
     progress: bool = True,
 ) -> Path:
@@ -111,6 +126,9 @@ def prepare(
         Seed of the excerpt offsets (drawn once per clip, in ratings-file order).
     split_seed : int
         Seed of :func:`robustmer.data.paper_split` (42 in the paper).
+    max_repeat : float or None
+        Refuse excerpts longer than this multiple of a clip's spectrogram (4: an excerpt
+        may repeat a short clip up to 4 times); ``None`` allows any length.
     frontend : robustmer.audio.FrontEndConfig, optional
         Front-end parameters (DESIGN.md §3 by default).
     progress : bool
@@ -120,6 +138,12 @@ def prepare(
     -------
     Path
         The cache directory.
+
+    Raises
+    ------
+    RobustmerError
+        Bad settings, an unwritable ``out``, bad data (named by file and line), or a clip
+        shorter than ``frames / max_repeat`` frames.
     """
     import torch
 
@@ -128,12 +152,16 @@ def prepare(
 
     if norm_stats not in NORM_STATS:
         raise RobustmerError(
-            f"--norm-stats {norm_stats!r}; expected one of {', '.join(NORM_STATS)}"
+            f"norm_stats {norm_stats!r}: unknown; expected one of {', '.join(NORM_STATS)}"
         )
     if frames < 16:
-        raise RobustmerError(f"--frames {frames}; expected at least 16 frames")
+        raise RobustmerError(f"frames {frames}: too few; expected at least 16 frames")
+    if max_repeat is not None and not max_repeat >= 1:
+        raise RobustmerError(f"max_repeat {max_repeat!r}: invalid; expected a number >= 1")
     frontend = frontend or FrontEndConfig()
     out = Path(out)
+    check_writable(out, "cache directory")
+    check_writable(out.parent, "directory for the cache")  # the new cache is built there
 
     st = load_soundtracks(soundtracks)
     mid = read_midlevel(midlevel, st.ids)
@@ -156,6 +184,8 @@ def prepare(
             sources[f"{n:03d}"] = {"file": str(file), "sha256": digest, "frames": len(spec)}
             bar.advance(task)
     logger.info("spectrograms: %d computed, %d re-used", len(st.ids) - reused, reused)
+    shortest = min(st.ids, key=lambda n: len(spectrograms[n]))
+    _check_repeat(st.audio[shortest], len(spectrograms[shortest]), frames, max_repeat)
 
     rows = paper_split(len(st.ids), split_seed)
     split = {k: [st.ids[i] for i in v] for k, v in rows.items()}
@@ -194,4 +224,4 @@ def prepare(
     return out
 
 
-__all__ = ["NORM_STATS", "PAPER_FRAMES", "excerpt", "prepare"]
+__all__ = ["MAX_REPEAT", "NORM_STATS", "PAPER_FRAMES", "excerpt", "prepare"]

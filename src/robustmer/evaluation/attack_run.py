@@ -33,6 +33,7 @@ from typing import Any
 
 from robustmer._io import (
     atomic_path,
+    check_writable,
     read_json,
     sha256_file,
     to_jsonable,
@@ -193,6 +194,7 @@ def attack_run(
     from robustmer.progress import progress_bar
     from robustmer.training import load_run
 
+    check_writable(out if out is not None else Path(run_dir) / "attacks", "attack output directory")
     if attack not in ATTACKS:
         raise RobustmerError(f"attack {attack!r}: unknown; expected one of {list(ATTACKS)}")
     if epsilon is not None and not (math.isfinite(epsilon) and epsilon > 0):

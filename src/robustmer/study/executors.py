@@ -67,12 +67,57 @@ class Unit:
 
 
 @dataclass(frozen=True)
-class ExecutorPlan:
-    """What a study runs with: the executor, the units' device and torch thread count."""
+class ExecutorOptions:
+    """A study's executor options (``robustmer study`` passes them through).
 
-    executor: Executor
-    device: str
-    threads: int
+    Attributes
+    ----------
+    device : torch.device
+        The units' device. With Ray, ``cuda`` need not exist on this machine.
+    threads : int, optional
+        Torch threads of every unit (a setting of the study); a Ray task reserves as many
+        CPUs. None: the executor's :meth:`Executor.default_threads`.
+    jobs : int, optional
+        Local: worker processes.
+    address : str, optional
+        Ray: ``auto`` or ``HOST:PORT`` of a cluster; default a local instance.
+    gpus_per_unit : float, optional
+        Ray: GPUs a task reserves.
+    """
+
+    device: Any
+    threads: int | None = None
+    jobs: int | None = None
+    address: str | None = None
+    gpus_per_unit: float | None = None
+
+    def only(self, executor: str, **given: object) -> None:
+        """Refuse options meant for another executor than ``executor``."""
+        other = {
+            "jobs": self.jobs,
+            "address": self.address,
+            "gpus_per_unit": self.gpus_per_unit,
+        }
+        wrong = [k for k, v in other.items() if v is not None and k not in given]
+        if wrong:
+            raise RobustmerError(
+                f"study {', '.join(wrong)}: not an option of the {executor} executor"
+            )
+
+    def gpus(self) -> list[str]:
+        """The GPUs visible here (:func:`visible_gpus`)."""
+        import torch
+
+        return visible_gpus(torch.cuda.device_count()) if torch.cuda.is_available() else []
+
+    def default_workers(self) -> int:
+        """Local worker processes: ``jobs``, else one per GPU with ``cuda``, else one per
+        CPU."""
+        if self.jobs is not None:
+            return self.jobs
+        if self.device.type == "cuda":
+            return max(1, len(self.gpus())) if self.device.index is None else 1
+        return os.cpu_count() or 1
 
 
 class Executor(abc.ABC):
@@ -88,16 +133,27 @@ class Executor(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def for_study(
-        cls,
-        *,
-        device: str,
-        jobs: int | None,
-        cpus_per_unit: int | None,
-        gpus_per_unit: float | None,
-        address: str | None,
-    ) -> ExecutorPlan:
-        """The executor for a study's options (see :func:`plan_executor`)."""
+    def for_study(cls, options: ExecutorOptions) -> Executor:
+        """The executor for a study's options."""
+
+    @classmethod
+    def default_threads(cls, options: ExecutorOptions) -> int:
+        """Torch threads per unit when the study gives none: one per unit."""
+        return 1
+
+    @classmethod
+    def check_installed(cls) -> None:
+        """Raise :class:`RobustmerError` (saying how to install it) if the executor's
+        software is missing; a study checks this before any work."""
+        return None
+
+    @classmethod
+    def resolve_device(cls, device: Any, *, gpus_per_unit: float | None = None) -> Any:
+        """The units' :class:`torch.device` for ``device`` (``auto``, ``cpu``, ``cuda[:N]``
+        or a device), checked on this machine."""
+        from robustmer.training import resolve_device
+
+        return resolve_device(device) if isinstance(device, str) else device
 
     def __enter__(self) -> Executor:
         return self
@@ -213,8 +269,12 @@ def visible_gpus(count: int, env: str | None = None) -> list[str]:
     return [name.strip() for name in env.split(",") if name.strip()][:count]
 
 
-def _init_worker(gpu_queue: Any) -> None:
-    """Worker-process start-up: take this worker's GPU (before CUDA starts)."""
+def _init_worker(parent_pid: int, gpu_queue: Any) -> None:
+    """Worker-process start-up: :func:`robustmer.study.workers.worker_init` (die with the
+    study, leave Ctrl-C to it), then take this worker's GPU (before CUDA starts)."""
+    from robustmer.study.workers import worker_init
+
+    worker_init(parent_pid)
     gpu = gpu_queue.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
@@ -239,68 +299,73 @@ class LocalExecutor(Executor):
             raise RobustmerError(f"workers {workers}; expected at least 1")
         self.workers = workers
         self.gpus = tuple(gpus)
-        self._inline = _Inline() if workers == 1 and len(self.gpus) <= 1 else None
+        self._inline: _Inline | None = None
         self._pool: Any = None
+        self._in_flight = workers
         self._started: list[str] = []
 
     @classmethod
-    def for_study(
-        cls,
-        *,
-        device: str,
-        jobs: int | None,
-        cpus_per_unit: int | None,
-        gpus_per_unit: float | None,
-        address: str | None,
-    ) -> ExecutorPlan:
-        """``jobs`` workers (default one per GPU, else one per ``cpus_per_unit`` CPUs)."""
-        import torch
+    def for_study(cls, options: ExecutorOptions) -> LocalExecutor:
+        """``jobs`` workers (default :meth:`ExecutorOptions.default_workers`); with
+        several GPUs and ``cuda``, each pinned to one GPU."""
+        options.only("local", jobs=options.jobs)
+        dev = options.device
+        gpus = options.gpus() if dev.type == "cuda" and dev.index is None else []
+        return cls(options.default_workers(), gpus if len(gpus) > 1 else ())
 
-        from robustmer.training import resolve_device
+    @classmethod
+    def default_threads(cls, options: ExecutorOptions) -> int:
+        """The machine's CPUs shared by the worker processes: ``cpu_count // workers``."""
+        return max(1, (os.cpu_count() or 1) // options.default_workers())
 
-        if gpus_per_unit is not None or address is not None:
-            raise RobustmerError(
-                "gpus per unit and a ray address are options of the ray executor "
-                "(local: one worker per GPU)"
-            )
-        dev = resolve_device(device)
-        gpus = visible_gpus(torch.cuda.device_count()) if str(dev) == "cuda" else []
-        cpus = os.cpu_count() or 1
-        workers = jobs or len(gpus) or max(1, cpus // (cpus_per_unit or 1))
-        threads = cpus_per_unit or max(1, cpus // workers)
-        pinned = gpus if len(gpus) > 1 else []
-        return ExecutorPlan(cls(workers, pinned), str(dev), threads)
+    def run(self, units: Iterable[Unit], *, on_start: OnStart, on_finish: OnFinish) -> None:
+        """As :meth:`Executor.run`; no more worker processes than units that can run at
+        once (those not waiting for another), and one runs in this process (unless pinned
+        to a GPU)."""
+        units = list(units)
+        names = {u.name for u in units}
+        parallel = sum(not any(d in names for d in u.after) for u in units)
+        self._in_flight = max(1, min(self.workers, parallel))
+        if self._in_flight == 1 and len(self.gpus) <= 1:
+            self._inline = _Inline()
+        elif self._pool is None:
+            self._inline = None
+            self._pool = self._start_pool(self._in_flight)
+        super().run(units, on_start=on_start, on_finish=on_finish)
 
-    def __enter__(self) -> LocalExecutor:
-        if self._inline is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+    def _start_pool(self, workers: int) -> Any:
+        """``workers`` spawned processes, worker ``i`` pinned to GPU ``i mod n``."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-            ctx = multiprocessing.get_context("spawn")
-            queue = ctx.Queue()
-            for gpu in gpu_per_worker(self.workers, self.gpus):
-                queue.put(gpu)
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=ctx,
-                initializer=_init_worker,
-                initargs=(queue,),
-            )
-        return self
+        ctx = multiprocessing.get_context("spawn")
+        queue = ctx.Queue()
+        for gpu in gpu_per_worker(workers, self.gpus):
+            queue.put(gpu)
+        return ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(os.getpid(), queue),
+        )
 
-    def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        from robustmer.study.workers import stop_workers
+
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if exc_type is None:
+            pool.shutdown(wait=True)
+        else:  # failed or interrupted: end the running units now (they resume from files)
+            stop_workers(pool)
 
     def capacity(self) -> int:
-        return self.workers
+        return self._in_flight
 
     def submit(self, unit: Unit) -> Any:
         if self._inline is not None:
             return self._inline.submit(unit)
-        if self._pool is None:
-            raise RobustmerError("LocalExecutor: use it as a context manager (with ...:)")
         self._started.append(unit.name)  # a free worker takes it at once
         return self._pool.submit(unit.fn, **unit.kwargs)
 
@@ -414,33 +479,33 @@ class RayExecutor(Executor):
         self._refs: set[Any] = set()
 
     @classmethod
-    def for_study(
-        cls,
-        *,
-        device: str,
-        jobs: int | None,
-        cpus_per_unit: int | None,
-        gpus_per_unit: float | None,
-        address: str | None,
-    ) -> ExecutorPlan:
-        """``cpus_per_unit`` CPUs (= torch threads, default 1) and ``gpus_per_unit`` GPUs
-        per task (default 1 with ``cuda``). ``cuda`` is not checked here: the GPUs may be
-        on other nodes."""
-        if jobs is not None:
-            raise RobustmerError("jobs: an option of the local executor (ray: cpus per unit)")
-        name = device.strip().lower()
-        if name == "auto":
-            from robustmer.training import resolve_device
+    def for_study(cls, options: ExecutorOptions) -> RayExecutor:
+        """A task per unit reserving ``threads`` CPUs and ``gpus_per_unit`` GPUs (default 1
+        with a CUDA device, else 0)."""
+        options.only("ray", address=options.address, gpus_per_unit=options.gpus_per_unit)
+        cuda = options.device.type == "cuda"
+        gpus = options.gpus_per_unit if options.gpus_per_unit is not None else float(cuda)
+        if gpus and not cuda:
+            raise RobustmerError(
+                f"study gpus_per_unit {gpus}: with device {options.device}; expected 0"
+            )
+        threads = options.threads or cls.default_threads(options)
+        return cls(options.address, cpus_per_unit=threads, gpus_per_unit=gpus)
 
-            name = "cuda" if gpus_per_unit else str(resolve_device("auto"))
-        if name != "cpu" and not name.startswith("cuda"):
-            raise RobustmerError(f"device {device!r}: invalid; expected auto, cpu or cuda")
-        gpus = gpus_per_unit if gpus_per_unit is not None else float(name != "cpu")
-        if name == "cpu" and gpus:
-            raise RobustmerError(f"gpus per unit {gpus_per_unit} with device cpu; expected 0")
-        threads = cpus_per_unit or 1
-        executor = cls(address, cpus_per_unit=threads, gpus_per_unit=gpus)
-        return ExecutorPlan(executor, "cpu" if name == "cpu" else "cuda", threads)
+    @classmethod
+    def check_installed(cls) -> None:
+        _import_ray()
+
+    @classmethod
+    def resolve_device(cls, device: Any, *, gpus_per_unit: float | None = None) -> Any:
+        """``cuda[:N]`` is not checked here (the GPUs may be on other nodes); ``auto`` is
+        ``cuda`` when GPUs per unit are given, else what this machine has."""
+        import torch
+
+        name = str(device).strip().lower()
+        if name.startswith("cuda") or (name == "auto" and gpus_per_unit):
+            return torch.device("cuda")
+        return super().resolve_device(device)
 
     def __enter__(self) -> RayExecutor:
         ray = self._ray = _import_ray()
@@ -514,53 +579,14 @@ class RayExecutor(Executor):
         return started, finished
 
 
-def plan_executor(
-    name: str,
-    *,
-    device: str = "auto",
-    jobs: int | None = None,
-    cpus_per_unit: int | None = None,
-    gpus_per_unit: float | None = None,
-    address: str | None = None,
-) -> ExecutorPlan:
-    """Choose the executor, the units' device and their torch thread count.
-
-    Parameters
-    ----------
-    name : {"local", "ray"}
-    device : str
-        ``auto``, ``cpu`` or ``cuda``. With Ray, ``cuda`` is not checked on this machine
-        (the GPUs may be on other nodes).
-    jobs : int, optional
-        Local: worker processes (default: one per CPU on a CPU, one per GPU on GPUs).
-    cpus_per_unit : int, optional
-        Torch threads of each unit, and the CPUs a Ray task reserves. Default: local
-        ``cpu_count // jobs``, Ray 1.
-    gpus_per_unit : float, optional
-        Ray: GPUs a task reserves (default 1 with ``cuda``, else 0).
-    address : str, optional
-        Ray: cluster address (``auto`` or ``HOST:PORT``); default a local instance.
-
-    Returns
-    -------
-    ExecutorPlan
-        Results depend on ``threads`` (float rounding), not on the executor.
-    """
-    if name not in EXECUTORS:
-        raise RobustmerError(f"executor {name!r}: unknown; expected one of {', '.join(EXECUTORS)}")
-    for label, value in (("jobs", jobs), ("cpus per unit", cpus_per_unit)):
-        if value is not None and value < 1:
-            raise RobustmerError(f"{label} {value}; expected at least 1")
-    if gpus_per_unit is not None and gpus_per_unit < 0:
-        raise RobustmerError(f"gpus per unit {gpus_per_unit}; expected at least 0")
-    return EXECUTORS[name].for_study(
-        device=device,
-        jobs=jobs,
-        cpus_per_unit=cpus_per_unit,
-        gpus_per_unit=gpus_per_unit,
-        address=address,
-    )
-
-
 EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor, "ray": RayExecutor}
 """Executors of ``robustmer study``, by name."""
+
+
+def make_executor(name: str, options: ExecutorOptions) -> Executor:
+    """The executor ``name`` (:data:`EXECUTORS`) configured for ``options``."""
+    if name not in EXECUTORS:
+        raise RobustmerError(
+            f"study executor {name!r}: unknown; expected one of {', '.join(EXECUTORS)}"
+        )
+    return EXECUTORS[name].for_study(options)

@@ -3,30 +3,46 @@
 A study directory::
 
     STUDY/study.json                  plan, settings and the state of every unit of work
+                                      (paths relative to STUDY, or absolute)
+    STUDY/.lock                       held while a study runs; the holder's PID
     STUDY/data/                       the synthetic data set (when no data is given)
     STUDY/cache/                      prepared model inputs (unless --data names a cache)
     STUDY/runs/<SYSTEM>-seed<SEED>/   one training run each, with attacks/paper/
     STUDY/report/                     the report
 
-Every unit is resumable by its own files (a training run resumes from its last completed
-epoch, an attack that finished is skipped), so a study killed at any moment and started
-again with the same command redoes nothing that finished and ends with the same tables.
+The work is a list of units (each system x seed's training, then its attack) run by an
+executor (:mod:`robustmer.study.executors`: worker processes here, or Ray tasks on a
+cluster) that reports each unit's start and finish; only this process writes
+``study.json``. Every unit is resumable by its own files (a training run resumes from its
+last completed epoch, an attack that finished is skipped), so a study killed at any moment
+and started again with the same command, with either executor, redoes nothing that
+finished and ends with the same tables.
+Every unit computes with the study's recorded torch thread count wherever it runs, so its
+results do not depend on whether it ran in a worker or in the main process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from robustmer._io import read_json, to_jsonable, write_json
+from robustmer._io import check_writable, read_json, to_jsonable, write_json
 from robustmer.errors import RobustmerError
 from robustmer.provenance import versions
-from robustmer.study.executors import Unit, plan_executor
+from robustmer.study.executors import EXECUTORS, ExecutorOptions, Unit, make_executor
+from robustmer.study.lock import study_lock
 from robustmer.study.profiles import StudyProfile, get_profile, shrunk
+from robustmer.study.workers import unit_threads
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +63,7 @@ class ModelUnit:
 
     @property
     def units(self) -> tuple[str, str]:
-        """Names of its training and attack units in ``study.json``."""
+        """Names of its training and its attack unit in ``study.json``."""
         return f"train/{self.name}", f"attack/{self.name}/paper"
 
 
@@ -72,8 +88,8 @@ class StudyState:
                 raise RobustmerError(
                     f"{path}: this study directory was made with other settings "
                     f"({', '.join(differ)} differ: was {[old.get(k) for k in differ]}, now "
-                    f"{[settings.get(k) for k in differ]}); use another --out, or the "
-                    "original command to resume"
+                    f"{[settings.get(k) for k in differ]}); expected the same settings to "
+                    "resume, or another output directory"
                 )
         else:
             doc = {"settings": settings, "units": {}}
@@ -99,88 +115,64 @@ class StudyState:
         return self.doc["units"].get(unit, {}).get("state") == "done"
 
 
+def stored_path(path: str | os.PathLike[str] | None, study_dir: Path) -> str | None:
+    """How ``study.json`` records a path: relative to the study directory when inside it
+    (so a moved or copied study uses its own files), else absolute; never relative to the
+    working directory."""
+    if path is None:
+        return None
+    full = Path(path).resolve()
+    try:
+        return full.relative_to(study_dir.resolve()).as_posix()
+    except ValueError:
+        return str(full)
+
+
+def recorded_path(text: str, study_dir: Path) -> Path:
+    """Inverse of :func:`stored_path`: the path ``study.json`` records, as a usable path."""
+    path = Path(text)
+    return path if path.is_absolute() else study_dir / path
+
+
 def _train_unit(
     system: str,
     seed: int,
     cache_dir: str,
     run_dir: str,
     train_overrides: dict[str, Any],
-    device: str,
+    device: torch.device,
     threads: int,
 ) -> dict[str, float]:
-    """Train one system x seed (a study unit; runs in the study process or a worker)."""
-    import torch
-
+    """Train one system x seed with ``threads`` torch threads, wherever it runs (a unit)."""
     from robustmer.training import TrainConfig, train
 
-    torch.set_num_threads(threads)
-    t0 = time.perf_counter()
-    config = TrainConfig(system=system, seed=seed, device=device, **train_overrides)
-    train(cache_dir, run_dir, config, progress=False)
+    with unit_threads(threads):
+        t0 = time.perf_counter()
+        config = TrainConfig(system=system, seed=seed, device=str(device), **train_overrides)
+        train(cache_dir, run_dir, config, device=device, progress=False)
     return {"train_seconds": time.perf_counter() - t0}
 
 
 def _attack_unit(
-    run_dir: str, attack: dict[str, Any], device: str, threads: int
+    run_dir: str, attack: dict[str, Any], device: torch.device, threads: int
 ) -> dict[str, float]:
-    """Attack one trained run's test split (a study unit)."""
-    import torch
-
+    """Attack one trained run's test split with ``threads`` torch threads (a unit)."""
     from robustmer.evaluation import attack_run
 
-    torch.set_num_threads(threads)
-    t0 = time.perf_counter()
-    attack_run(
-        run_dir,
-        attack="paper",
-        split="test",
-        iters=attack.get("max_iters"),
-        lr=attack.get("lr"),
-        mode=attack.get("mode"),
-        epsilon=attack.get("epsilon"),
-        device=device,
-        progress=False,
-    )
+    with unit_threads(threads):
+        t0 = time.perf_counter()
+        attack_run(
+            run_dir,
+            attack="paper",
+            split="test",
+            iters=attack.get("max_iters"),
+            lr=attack.get("lr"),
+            mode=attack.get("mode"),
+            epsilon=attack.get("epsilon"),
+            device=device,
+            progress=False,
+        )
     return {"attack_seconds": time.perf_counter() - t0}
-
-
-def _units(
-    models: list[ModelUnit],
-    prof: StudyProfile,
-    cache_dir: Path,
-    out: Path,
-    device: str,
-    threads: int,
-) -> list[Unit]:
-    """Every model's training unit, then its attack unit (after the training)."""
-    units = []
-    for m in models:
-        run_dir = str(out / "runs" / m.name)
-        train_name, attack_name = m.units
-        units.append(
-            Unit(
-                train_name,
-                _train_unit,
-                {
-                    "system": m.system,
-                    "seed": m.seed,
-                    "cache_dir": str(cache_dir),
-                    "run_dir": run_dir,
-                    "train_overrides": prof.train,
-                    "device": device,
-                    "threads": threads,
-                },
-            )
-        )
-        units.append(
-            Unit(
-                attack_name,
-                _attack_unit,
-                {"run_dir": run_dir, "attack": prof.attack, "device": device, "threads": threads},
-                after=(train_name,),
-            )
-        )
-    return units
 
 
 def _prepare_data(
@@ -191,14 +183,15 @@ def _prepare_data(
     soundtracks: Path | None,
     midlevel: Path | None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Synthesise and/or prepare the data; return the cache directory and its description."""
+    """Synthesise and/or prepare the data; return the cache directory and its description
+    (paths as :func:`stored_path` records them)."""
     from robustmer.data import generate_synthetic, load_cache, prepare
 
     if data is not None:
         cache = load_cache(data)
         return Path(data), {
             "kind": "given cache",
-            "cache": str(data),
+            "cache": stored_path(data, out),
             "manifest_hash": cache.manifest_hash,
         }
     cache_dir = out / "cache"
@@ -213,80 +206,106 @@ def _prepare_data(
             "seed": SYNTH_SEED,
         }
     else:
-        kind = {"kind": "real", "soundtracks": str(soundtracks), "midlevel": str(midlevel)}
+        kind = {
+            "kind": "real",
+            "soundtracks": stored_path(soundtracks, out),
+            "midlevel": stored_path(midlevel, out),
+        }
     prepare(soundtracks, midlevel, cache_dir, frames=profile.frames, progress=False)
     cache = load_cache(cache_dir)
     return cache_dir, {
         **kind,
-        "cache": str(cache_dir),
+        "cache": stored_path(cache_dir, out),
         "manifest_hash": cache.manifest_hash,
         "clips_in_cache": len(cache.ids),
     }
 
 
-def run_study(
-    out: str | Path = "robustmer-study",
-    *,
-    data: str | Path | None = None,
-    soundtracks: str | Path | None = None,
-    midlevel: str | Path | None = None,
-    profile: str | StudyProfile | None = None,
-    systems: tuple[str, ...] | None = None,
-    seeds: tuple[int, ...] | None = None,
-    device: str = "auto",
-    jobs: int | None = None,
+@dataclass(frozen=True)
+class StudyRequest:
+    """What one ``run_study`` call asks for, validated and resolved.
+
+    Attributes
+    ----------
+    out : Path
+        Study directory.
+    profile : StudyProfile
+        With the requested systems and seeds.
+    data, soundtracks, midlevel : Path or None
+        The given cache, or the real data directories, or none (synthetic data).
+    device : torch.device
+    jobs : int or None
+        Requested parallel workers (None: the default for the device).
+    threads : int or None
+        Requested torch threads per unit (None: as recorded, else the default).
+    executor : str
+        Where units run (:data:`robustmer.study.executors.EXECUTORS`).
+    options : ExecutorOptions
+        The executor's options (its ``threads`` is ``threads``, before defaults).
+    """
+
+    out: Path
+    profile: StudyProfile
+    data: Path | None
+    soundtracks: Path | None
+    midlevel: Path | None
+    device: torch.device
+    jobs: int | None
+    threads: int | None
+    executor: str = "local"
+    options: ExecutorOptions | None = None
+
+    @property
+    def units(self) -> list[ModelUnit]:
+        return [ModelUnit(s, seed) for s in self.profile.systems for seed in self.profile.seeds]
+
+    @property
+    def plan(self) -> list[str]:
+        return ["data", *(name for u in self.units for name in u.units), "report"]
+
+    def settings(self, recorded_threads: int | None) -> dict[str, Any]:
+        """The settings ``study.json`` records and a later run must repeat."""
+        threads = self.threads or recorded_threads
+        if threads is None:
+            threads = EXECUTORS[self.executor].default_threads(self.options)
+        return {
+            "profile": self.profile.to_dict(),
+            "data": stored_path(self.data, self.out),
+            "soundtracks": stored_path(self.soundtracks, self.out),
+            "midlevel": stored_path(self.midlevel, self.out),
+            "threads": threads,
+        }
+
+
+def _optional_path(value: str | os.PathLike[str] | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+def _request(
+    out: str | os.PathLike[str],
+    data: str | os.PathLike[str] | None,
+    soundtracks: str | os.PathLike[str] | None,
+    midlevel: str | os.PathLike[str] | None,
+    profile: str | StudyProfile | None,
+    systems: tuple[str, ...] | None,
+    seeds: tuple[int, ...] | None,
+    device: str | torch.device,
+    jobs: int | None,
+    threads: int | None,
     executor: str = "local",
     ray_address: str | None = None,
-    cpus_per_unit: int | None = None,
     gpus_per_unit: float | None = None,
-    progress: bool = True,
-) -> Path:
-    """Run (or resume) a whole study and write its report.
-
-    Parameters
-    ----------
-    out : str or Path
-        Study directory.
-    data : str or Path, optional
-        An existing cache made by ``robustmer prepare``.
-    soundtracks, midlevel : str or Path, optional
-        Real data directories (both or neither); ``prepare`` is run on them.
-    profile : {"quick", "paper"} or StudyProfile, optional
-        A named profile or your own :class:`StudyProfile`. Default: ``quick`` when no data
-        is given (built-in synthetic data), else ``paper``.
-    systems, seeds : tuple, optional
-        Subsets to run instead of the profile's (all five systems; 3 or 10 seeds).
-    device : str
-        ``auto``, ``cpu`` or ``cuda``.
-    jobs : int, optional
-        Local executor: parallel worker processes for independent units (trainings,
-        attacks), each with ``cpu_count // jobs`` torch threads. Default: the CPU count
-        when running on the CPU (small models use cores better in separate processes), one
-        per GPU on GPUs (each worker pinned to one GPU).
-    executor : {"local", "ray"}
-        Where units run (:data:`robustmer.study.executors.EXECUTORS`).
-    ray_address : str, optional
-        Ray: ``auto`` or ``HOST:PORT`` of a running cluster; default a local Ray instance.
-    cpus_per_unit : int, optional
-        Torch threads per unit (and CPUs a Ray task reserves; Ray default 1).
-    gpus_per_unit : float, optional
-        Ray: GPUs a task reserves (default 1 with ``cuda``, else 0).
-    progress : bool
-        Show the study's progress display.
-
-    Returns
-    -------
-    Path
-        The report directory.
-    """
-    from robustmer.progress import progress_bar
+) -> StudyRequest:
+    """Validate ``run_study``'s arguments (messages name its parameters, not CLI flags)."""
     from robustmer.training import get_system
 
-    out = Path(out)
     if data is not None and (soundtracks is not None or midlevel is not None):
-        raise RobustmerError("give either --data or --soundtracks/--midlevel, not both")
+        raise RobustmerError("study data: give either a cache or soundtracks/midlevel, not both")
     if (soundtracks is None) != (midlevel is None):
-        raise RobustmerError("real data needs both --soundtracks and --midlevel")
+        raise RobustmerError("study real data: needs both soundtracks and midlevel")
+    for name, value in (("jobs", jobs), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or value < 1):
+            raise RobustmerError(f"study {name} {value!r}: invalid; expected at least 1")
     given = data is not None or soundtracks is not None
     if isinstance(profile, StudyProfile):
         prof = profile
@@ -296,89 +315,219 @@ def run_study(
     for name in prof.systems:
         get_system(name)
     if any(s < 0 for s in prof.seeds):
-        raise RobustmerError(f"--seeds {prof.seeds}; expected non-negative integers")
-    plan_ex = plan_executor(
-        executor,
-        device=device,
-        jobs=jobs,
-        cpus_per_unit=cpus_per_unit,
-        gpus_per_unit=gpus_per_unit,
-        address=ray_address,
+        raise RobustmerError(f"study seeds {prof.seeds}: invalid; expected integers >= 0")
+    if executor not in EXECUTORS:
+        raise RobustmerError(
+            f"study executor {executor!r}: unknown; expected one of {', '.join(EXECUTORS)}"
+        )
+    EXECUTORS[executor].check_installed()
+    dev = EXECUTORS[executor].resolve_device(device, gpus_per_unit=gpus_per_unit)
+    options = ExecutorOptions(dev, threads, jobs, ray_address, gpus_per_unit)
+    paths = (_optional_path(p) for p in (data, soundtracks, midlevel))
+    return StudyRequest(
+        Path(out), prof, *paths, dev, jobs, threads, executor=executor, options=options
     )
-    resolved = plan_ex.device
 
-    models = [ModelUnit(s, seed) for s in prof.systems for seed in prof.seeds]
-    plan = ["data", *(name for m in models for name in m.units), "report"]
-    settings = {
-        "profile": prof.to_dict(),
-        "data": str(data) if data else None,
-        "soundtracks": str(soundtracks) if soundtracks else None,
-        "midlevel": str(midlevel) if midlevel else None,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    state = StudyState.open(out, settings, plan)
+
+def _open_state(req: StudyRequest) -> StudyState:
+    """Open (or start) ``study.json``; settings must match a previous run's."""
+    recorded = None
+    if (req.out / STUDY_FILE).is_file():
+        recorded = (read_json(req.out / STUDY_FILE).get("settings") or {}).get("threads")
+    state = StudyState.open(req.out, req.settings(recorded), req.plan)
     state.doc.update(
-        profile=prof.name,
-        shrunk=shrunk(prof),
-        attack={"name": "paper", "split": "test", **prof.attack},
-        device=resolved,
-        threads_per_unit=plan_ex.threads,
+        profile=req.profile.name,
+        shrunk=shrunk(req.profile),
+        attack={"name": "paper", "split": "test", **req.profile.attack},
+        device=str(req.device),
         versions=versions(),
     )
     state.save()
+    return state
 
-    t_start = time.perf_counter()
+
+class _Display:
+    """The study's progress bar: units done, and what runs now."""
+
+    def __init__(self, bar: Any, task: Any) -> None:
+        self.bar, self.task = bar, task
+
+    def show(self, text: str) -> None:
+        self.bar.update(self.task, current=text)
+
+    def advance(self) -> None:
+        self.bar.advance(self.task)
+
+
+@contextlib.contextmanager
+def _display(state: StudyState, progress: bool) -> Iterator[_Display]:
     from rich.progress import TextColumn
 
+    from robustmer.progress import progress_bar
+
     current = TextColumn("[cyan]{task.fields[current]}")
+    plan = state.doc["plan"]
     with progress_bar(transient=False, extra_columns=(current,)) as bar:
         task = bar.add_task("study", total=len(plan), visible=progress, current="")
         bar.update(task, completed=sum(state.done(u) for u in plan if u != "report"))
+        yield _Display(bar, task)
 
-        def show(text: str) -> None:
-            bar.update(task, current=text)
 
-        cache_ok = "data" in state.doc and Path(state.doc["data"]["cache"]).is_dir()
-        if not (state.done("data") and cache_ok):
-            show("data: synthesise/prepare" if data is None else "data: check cache")
-            _, state.doc["data"] = _prepare_data(
-                out,
-                prof,
-                data=Path(data) if data else None,
-                soundtracks=Path(soundtracks) if soundtracks else None,
-                midlevel=Path(midlevel) if midlevel else None,
-            )
-            state.set("data", "done")
-            bar.advance(task)
-        cache_dir = Path(state.doc["data"]["cache"])
+def _data_step(state: StudyState, req: StudyRequest, display: _Display) -> Path:
+    """Make (or find) the data cache; return its directory."""
+    entry = state.doc.get("data")
+    if state.done("data") and entry and recorded_path(entry["cache"], req.out).is_dir():
+        return recorded_path(entry["cache"], req.out)
+    display.show("data: synthesise/prepare" if req.data is None else "data: check cache")
+    cache_dir, state.doc["data"] = _prepare_data(
+        req.out, req.profile, data=req.data, soundtracks=req.soundtracks, midlevel=req.midlevel
+    )
+    state.set("data", "done")
+    display.advance()
+    return cache_dir
 
-        units = _units(models, prof, cache_dir, out, resolved, plan_ex.threads)
-        running: set[str] = set()
 
-        def on_start(name: str) -> None:
-            state.set(name, "running", executor=plan_ex.executor.name)
-            running.add(name)
-            show(", ".join(sorted(running)))
+def _units(req: StudyRequest, cache_dir: Path, threads: int) -> list[Unit]:
+    """Every model's training unit, then its attack unit (after the training)."""
+    units = []
+    for m in req.units:
+        run_dir = str(req.out / "runs" / m.name)
+        train_name, attack_name = m.units
+        train_kwargs = {
+            "system": m.system,
+            "seed": m.seed,
+            "cache_dir": str(cache_dir),
+            "run_dir": run_dir,
+            "train_overrides": req.profile.train,
+        }
+        common = {"device": req.device, "threads": threads}
+        attack_kwargs = {"run_dir": run_dir, "attack": req.profile.attack}
+        units.append(Unit(train_name, _train_unit, {**train_kwargs, **common}))
+        units.append(
+            Unit(attack_name, _attack_unit, {**attack_kwargs, **common}, after=(train_name,))
+        )
+    return units
 
-        def on_finish(name: str, seconds: dict[str, float]) -> None:
-            state.set(name, "done", **{k: round(v, 3) for k, v in seconds.items()})
-            running.discard(name)
-            bar.advance(task)
-            show(", ".join(sorted(running)))
 
-        with plan_ex.executor as ex:
-            ex.run(
-                [u for u in units if not state.done(u.name)],
-                on_start=on_start,
-                on_finish=on_finish,
-            )
+def _run_units(
+    state: StudyState, req: StudyRequest, cache_dir: Path, display: _Display
+) -> None:
+    """Run every unit not done yet with the study's executor; record starts and finishes."""
+    threads = state.doc["settings"]["threads"]
+    executor = make_executor(req.executor, replace(req.options, threads=threads))
+    running: set[str] = set()
 
-        show("report")
-        from robustmer.report import build_report
+    def on_start(name: str) -> None:
+        state.set(name, "running", executor=executor.name)
+        running.add(name)
+        display.show(", ".join(sorted(running)))
 
-        report = build_report(out)
-        state.doc["wall_seconds_last_invocation"] = round(time.perf_counter() - t_start, 3)
-        state.set("report", "done")
-        bar.advance(task)
-        show("done")
+    def on_finish(name: str, seconds: dict[str, float]) -> None:
+        timing = {k: round(v, 3) for k, v in seconds.items()}
+        state.set(name, "done", threads=threads, **timing)
+        running.discard(name)
+        display.advance()
+        display.show(", ".join(sorted(running)))
+
+    todo = [u for u in _units(req, cache_dir, threads) if not state.done(u.name)]
+    with executor:
+        executor.run(todo, on_start=on_start, on_finish=on_finish)
+
+
+def _report_step(state: StudyState, req: StudyRequest, display: _Display, t0: float) -> Path:
+    """Build the report from every finished run; record the invocation's wall time."""
+    from robustmer.report import build_report
+
+    display.show("report")
+    report = build_report(req.out)
+    state.doc["wall_seconds_last_invocation"] = round(time.perf_counter() - t0, 3)
+    state.set("report", "done")
+    display.advance()
+    display.show("done")
     return report
+
+
+def run_study(
+    out: str | os.PathLike[str] = "robustmer-study",
+    *,
+    data: str | os.PathLike[str] | None = None,
+    soundtracks: str | os.PathLike[str] | None = None,
+    midlevel: str | os.PathLike[str] | None = None,
+    profile: str | StudyProfile | None = None,
+    systems: tuple[str, ...] | None = None,
+    seeds: tuple[int, ...] | None = None,
+    device: str | torch.device = "auto",
+    jobs: int | None = None,
+    threads: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    gpus_per_unit: float | None = None,
+    progress: bool = True,
+) -> Path:
+    """Run (or resume) a whole study and write its report.
+
+    Parameters
+    ----------
+    out : str or PathLike
+        Study directory. It is locked while the study runs: a second study into it fails
+        at once, naming the holder's PID.
+    data : str or PathLike, optional
+        An existing cache made by ``robustmer prepare``.
+    soundtracks, midlevel : str or PathLike, optional
+        Real data directories (both or neither); ``prepare`` is run on them.
+    profile : {"quick", "paper"} or StudyProfile, optional
+        A named profile or your own :class:`StudyProfile`. Default: ``quick`` when no data
+        is given (built-in synthetic data), else ``paper``.
+    systems, seeds : tuple, optional
+        Subsets to run instead of the profile's (all five systems; 3 or 10 seeds).
+    device : str or torch.device
+        ``auto``, ``cpu``, ``cuda[:N]`` or a resolved device.
+    jobs : int, optional
+        Local executor: parallel worker processes for independent units (trainings,
+        attacks). Default: the CPU count when running on the CPU (small models use cores
+        better in separate processes), one per GPU on ``cuda`` (each worker pinned to one
+        GPU). Results do not depend on it.
+    threads : int, optional
+        Torch threads every unit computes with, wherever it runs (a setting of the study,
+        recorded in ``study.json``: results depend on it), and the CPUs a Ray task
+        reserves. Default: as recorded by an earlier run of this study, else
+        ``cpu_count // jobs`` (local) or 1 (Ray).
+    executor : {"local", "ray"}
+        Where units run (:data:`robustmer.study.executors.EXECUTORS`); a study started with
+        one can be resumed with the other.
+    ray_address : str, optional
+        Ray: ``auto`` or ``HOST:PORT`` of a running cluster; default a local Ray instance.
+    gpus_per_unit : float, optional
+        Ray: GPUs a task reserves (default 1 on ``cuda``, else 0; a fraction shares one).
+    progress : bool
+        Show the study's progress display.
+
+    Returns
+    -------
+    Path
+        The report directory.
+    """
+    t0 = time.perf_counter()
+    req = _request(
+        out,
+        data,
+        soundtracks,
+        midlevel,
+        profile,
+        systems,
+        seeds,
+        device,
+        jobs,
+        threads,
+        executor,
+        ray_address,
+        gpus_per_unit,
+    )
+    check_writable(req.out, "study directory")
+    req.out.mkdir(parents=True, exist_ok=True)
+    with study_lock(req.out):
+        state = _open_state(req)
+        with _display(state, progress) as display:
+            cache_dir = _data_step(state, req, display)
+            _run_units(state, req, cache_dir, display)
+            return _report_step(state, req, display, t0)

@@ -30,13 +30,13 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from robustmer._io import atomic_open, atomic_path, read_json, write_json
+from robustmer._io import atomic_open, atomic_path, check_writable, read_json, write_json
 from robustmer.errors import RobustmerError
 from robustmer.metrics import average_correlation, regression_report
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
@@ -429,11 +429,429 @@ def adversarial_step(
     return loss.detach(), result
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What one ``train`` call trains: fixed for the whole run.
+
+    Attributes
+    ----------
+    out : Path
+        Run directory.
+    config : TrainConfig
+    system : SystemSpec
+    cache : Cache
+    device : torch.device
+    attack : callable or None
+        Attack of adversarial epochs (None for standard systems).
+    """
+
+    out: Path
+    config: TrainConfig
+    system: SystemSpec
+    cache: Cache
+    device: torch.device
+    attack: AttackFn | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.system.name} seed {self.config.seed}"
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return _memory_format(self.config)
+
+
+@dataclass
+class _TrainData:
+    """The training and validation splits, on the run's device.
+
+    Attributes
+    ----------
+    x_train : torch.Tensor, shape [n, 1, F, 149]
+    y_train : torch.Tensor, shape [n, 8]
+    m_train : torch.Tensor, shape [n, 7]
+    x_val : torch.Tensor, shape [n_val, 1, F, 149]
+    y_val : np.ndarray, float64, shape (n_val, 8)
+    m_val : np.ndarray, float64, shape (n_val, 7)
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    m_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: np.ndarray
+    m_val: np.ndarray
+
+
+@dataclass
+class TrainState:
+    """Everything training changes, committed to ``state.pt`` after every epoch.
+
+    Attributes
+    ----------
+    model : MERModel
+    optimizer : torch.optim.Optimizer
+    epoch : int
+        Last completed (committed) epoch, 0 before the first.
+    best_score : float
+        Best monitored validation score so far.
+    best_epoch : int
+        Epoch of ``best_score`` (0 before the first epoch).
+    elapsed : float
+        Wall time of the completed epochs [s].
+    counters : dict of str to int
+        The :data:`COUNTERS`.
+    rows : list of dict
+        ``metrics.csv`` rows of the completed epochs.
+    """
+
+    model: MERModel
+    optimizer: torch.optim.Optimizer
+    epoch: int = 0
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    elapsed: float = 0.0
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def stopped(self, config: TrainConfig) -> bool:
+        """Whether early stopping ended the run after :attr:`epoch`."""
+        return self.epoch > 0 and self.epoch - self.best_epoch >= config.patience
+
+    def to_saved(self, config: TrainConfig) -> dict[str, Any]:
+        """The content of ``state.pt`` (tensors and plain containers only)."""
+        return {
+            "format": STATE_FORMAT,
+            "identity": json.dumps(config.identity(), sort_keys=True),
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "elapsed": self.elapsed,
+            "counters": dict(self.counters),
+            "rows": self.rows,
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Load a ``state.pt`` content written by :meth:`to_saved`."""
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.epoch, self.best_epoch = int(saved["epoch"]), int(saved["best_epoch"])
+        self.best_score = float(saved["best_score"])
+        self.elapsed = float(saved["elapsed"])
+        self.counters.update({k: int(v) for k, v in saved["counters"].items()})
+        self.rows = [dict(r) for r in saved["rows"]]
+
+
+def _job(
+    cache: str | os.PathLike[str] | Cache,
+    out_dir: str | os.PathLike[str],
+    config: TrainConfig,
+    device: torch.device | None,
+    attack: AttackFn | None,
+) -> _Job:
+    """Check the output location, load the cache, pick the device and the attack."""
+    from robustmer.data import Cache, load_cache
+
+    system = get_system(config.system)
+    out = check_writable(out_dir, "run directory")
+    cache_obj = cache if isinstance(cache, Cache) else load_cache(cache)
+    dev = device if device is not None else resolve_device(config.device)
+    if system.adversarial and attack is None:
+        from robustmer.attacks import paper_attack
+
+        attack = paper_attack
+    return _Job(out, config, system, cache_obj, dev, attack if system.adversarial else None)
+
+
+def _train_data(job: _Job) -> _TrainData:
+    """The train and validation splits on the device; checks the cache can train a model."""
+    from robustmer.models.mer import MIN_FRAMES
+
+    path, config = job.cache.path, job.config
+    x_tr, y_tr, m_tr, _ = job.cache.arrays("train")
+    x_va, y_va, m_va, _ = job.cache.arrays("validation")
+    if x_tr.shape[0] < config.batch_size:
+        raise RobustmerError(
+            f"{path}: {x_tr.shape[0]} training clips; expected at least one full batch "
+            f"of {config.batch_size}"
+        )
+    if x_va.shape[0] < 2:
+        raise RobustmerError(f"{path}: {x_va.shape[0]} validation clips; expected at least 2")
+    if x_tr.shape[2] < MIN_FRAMES:
+        raise RobustmerError(
+            f"{path}: excerpts of {x_tr.shape[2]} frames; expected at least {MIN_FRAMES}"
+        )
+    dev = job.device
+    return _TrainData(
+        x_tr.to(dev),  # [n, 1, F, 149]
+        y_tr.to(dev),  # [n, 8]
+        m_tr.to(dev),  # [n, 7]
+        x_va.to(dev),  # [n_val, 1, F, 149]
+        y_va.numpy().astype(np.float64),
+        m_va.numpy().astype(np.float64),
+    )
+
+
+def _finished_or_start(job: _Job) -> dict[str, Any] | None:
+    """``final.json`` of a finished run of this configuration; else start or check the run."""
+    record = _run_record(job.config, job.system, job.cache, job.out)
+    if not (job.out / CONFIG_FILE).is_file():
+        write_json(job.out / CONFIG_FILE, record)
+        return None
+    _check_run_dir(job.out, record)
+    if (job.out / FINAL_FILE).is_file():
+        logger.info("%s: finished run found, skipping", job.out)
+        return read_json(job.out / FINAL_FILE)
+    return None
+
+
+def _initial_state(job: _Job) -> TrainState:
+    """A fresh model (seeded) and optimiser, or the state of the last committed epoch."""
+    import torch
+
+    from robustmer.models import build_model
+
+    torch.manual_seed(job.config.seed)
+    model = build_model(job.system.arch, width=job.config.width).to(job.device)
+    model = model.to(memory_format=job.memory_format)
+    state = TrainState(model, torch.optim.Adam(model.parameters(), lr=job.config.lr))
+    saved = _load_state(job.out, job.device)
+    if saved is None:
+        return state
+    if saved["identity"] != json.dumps(job.config.identity(), sort_keys=True):
+        raise RobustmerError(
+            f"{job.out / STATE_FILE}: resume state of another configuration; expected the "
+            f"configuration of {job.out / CONFIG_FILE}"
+        )
+    state.restore(saved)
+    on_disk = _best_epoch_on_disk(job.out)
+    if on_disk != state.best_epoch:
+        if state.best_epoch != state.epoch:
+            raise RobustmerError(
+                f"{job.out / BEST_FILE}: holds epoch {on_disk}, the resume state says best "
+                f"epoch {state.best_epoch}; expected a consistent run: delete the run directory"
+            )
+        _save_best(job.out, model, job.config, job.cache, state.best_epoch, state.best_score)
+    _write_metrics(job.out / METRICS_FILE, state.rows)
+    logger.info(
+        "%s: resuming after epoch %d (best %.4f at epoch %d)",
+        job.out,
+        state.epoch,
+        state.best_score,
+        state.best_epoch,
+    )
+    return state
+
+
+def _adversarial_update(
+    job: _Job, state: TrainState, xb: torch.Tensor, yb: torch.Tensor
+) -> torch.Tensor:
+    """The adversarial step on one batch; counts the attack's work. Returns its loss."""
+    if job.attack is None:
+        raise RobustmerError(f"{job.label}: adversarial epoch without an attack")
+    batch = xb.shape[0]
+    adv_loss, result = adversarial_step(
+        state.model, state.optimizer, xb, yb, config=job.config, attack=job.attack
+    )
+    iterations = int(result.iterations.sum())
+    counters = state.counters
+    counters["attack_calls"] += 1
+    counters["attack_clip_iterations"] += iterations
+    counters["forward_clip_passes"] += int(result.model_passes) + batch
+    counters["backward_clip_passes"] += iterations + batch
+    counters["optimizer_steps"] += 1
+    counters["adversarial_steps"] += 1
+    return adv_loss
+
+
+def _train_batches(
+    job: _Job, state: TrainState, data: _TrainData, epoch: int, bar: _Bars | None
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """One pass over the shuffled training split; returns the step and adversarial losses."""
+    import torch
+
+    config, batch = job.config, job.config.batch_size
+    n_train = data.x_train.shape[0]
+    n_batches = n_train // batch  # the last incomplete batch is dropped
+    adversarial = is_adversarial_epoch(job.system, config, epoch)
+    shuffle = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, _SHUFFLE_STREAM))
+    perm = torch.randperm(n_train, generator=shuffle).to(job.device)  # [n_train]
+    torch.manual_seed(epoch_seed(config.seed, epoch, _DROPOUT_STREAM))
+    state.model.train()
+    if bar is not None:
+        bar.start_epoch(n_batches, adversarial)
+    losses, adv_losses = [], []
+    for b in range(n_batches):
+        idx = perm[b * batch : (b + 1) * batch]  # [B]
+        xb = data.x_train[idx].contiguous(memory_format=job.memory_format)  # [B, 1, F, 149]
+        yb, mb = data.y_train[idx], data.m_train[idx]  # [B, 8], [B, 7]
+        losses.append(
+            training_step(
+                state.model, state.optimizer, xb, yb, mb, system=job.system, config=config
+            )
+        )
+        state.counters["forward_clip_passes"] += batch
+        state.counters["backward_clip_passes"] += batch
+        state.counters["optimizer_steps"] += 1
+        if adversarial:
+            adv_losses.append(_adversarial_update(job, state, xb, yb))
+        if bar is not None:
+            bar.batch_done()
+    return losses, adv_losses
+
+
+def _validate(job: _Job, state: TrainState, data: _TrainData) -> tuple[float, float, float]:
+    """Validation emotion and mid-level average correlations and the monitored score."""
+    p_emo, p_mid = predict(
+        state.model,
+        data.x_val,
+        batch_size=job.config.eval_batch_size,
+        channels_last=job.config.channels_last,
+    )
+    n_val = data.x_val.shape[0]
+    state.counters["validation_clip_passes"] += n_val
+    state.counters["forward_clip_passes"] += n_val
+    emo_corr = average_correlation(data.y_val, p_emo)
+    mid_corr = average_correlation(data.m_val, p_mid) if p_mid is not None else math.nan
+    return emo_corr, mid_corr, _monitored(job.system, job.config, emo_corr, mid_corr)
+
+
+def run_epoch(
+    job: _Job, state: TrainState, data: _TrainData, epoch: int, bar: _Bars | None = None
+) -> dict[str, Any]:
+    """Train and validate 1-based ``epoch``; update ``state`` (not yet committed).
+
+    Returns
+    -------
+    dict
+        The epoch's ``metrics.csv`` row (:data:`METRICS_COLUMNS`).
+    """
+    import torch
+
+    t0 = time.perf_counter()
+    losses, adv_losses = _train_batches(job, state, data, epoch, bar)
+    emo_corr, mid_corr, score = _validate(job, state, data)
+    # The first epoch always counts (so a checkpoint exists); a NaN score never does.
+    improved = state.best_epoch == 0 or (
+        not math.isnan(score) and (math.isnan(state.best_score) or score > state.best_score)
+    )
+    if improved:
+        state.best_score, state.best_epoch = score, epoch
+    seconds = time.perf_counter() - t0
+    state.elapsed += seconds
+    state.epoch = epoch
+    row = {
+        "epoch": epoch,
+        "train_loss": float(torch.stack(losses).mean()),
+        "adv_loss": float(torch.stack(adv_losses).mean()) if adv_losses else math.nan,
+        "val_avg_corr": emo_corr,
+        "val_mid_corr": mid_corr,
+        "monitored": score,
+        "best": improved,
+        "best_score": state.best_score,
+        "seconds": seconds,
+        "adversarial": is_adversarial_epoch(job.system, job.config, epoch),
+    }
+    state.rows.append(row)
+    return row
+
+
+def commit_epoch(job: _Job, state: TrainState, row: dict[str, Any]) -> None:
+    """Write the epoch to disk: ``state.pt`` (the commit), the best checkpoint if it
+    improved, then ``metrics.csv``."""
+    _save_state(job.out, state.to_saved(job.config))
+    if row["best"]:
+        _save_best(job.out, state.model, job.config, job.cache, row["epoch"], state.best_score)
+    _write_metrics(job.out / METRICS_FILE, state.rows)
+    logger.info(
+        "%s epoch %d%s: train loss %.5f, val corr %.4f, monitored %.4f%s (%.1f s)",
+        job.label,
+        row["epoch"],
+        " (adversarial)" if row["adversarial"] else "",
+        row["train_loss"],
+        row["val_avg_corr"],
+        row["monitored"],
+        " *" if row["best"] else "",
+        row["seconds"],
+    )
+
+
+class _Bars:
+    """Progress display of a training run: epochs, and batches of the current epoch."""
+
+    def __init__(self, bar: Any, job: _Job, state: TrainState) -> None:
+        self.bar, self.label = bar, job.label
+        self.epochs = bar.add_task(self.label, total=job.config.max_epochs, completed=state.epoch)
+        self.batches = bar.add_task("  batches", total=0)
+
+    def start_epoch(self, n_batches: int, adversarial: bool) -> None:
+        text = "  adversarial batches" if adversarial else "  batches"
+        self.bar.reset(self.batches, total=n_batches, description=text)
+
+    def batch_done(self) -> None:
+        self.bar.advance(self.batches)
+
+    def epoch_done(self, state: TrainState) -> None:
+        self.bar.update(
+            self.epochs,
+            completed=state.epoch,
+            description=f"{self.label} val r={state.rows[-1]['val_avg_corr']:.3f} "
+            f"best={state.best_score:.3f}@{state.best_epoch}",
+        )
+
+
+def _final_metrics(job: _Job) -> dict[str, Any]:
+    """Regression reports of the best checkpoint on the three splits."""
+    from robustmer.models import load_model
+
+    best_model = load_model(job.out / BEST_FILE, device=job.device)
+    best_model = best_model.to(memory_format=job.memory_format)
+    return {
+        split: _split_report(best_model, job.cache, split, job.config, job.device)
+        for split in ("train", "validation", "test")
+    }
+
+
+def _final_record(job: _Job, state: TrainState, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The content of ``final.json``."""
+    import torch
+
+    epochs_run, device = len(state.rows), job.device
+    return {
+        "system": job.system.name,
+        "seed": job.config.seed,
+        "arch": job.system.arch,
+        "width": job.config.width,
+        "monitor": job.config.monitor,
+        "best_epoch": state.best_epoch,
+        "best_score": state.best_score,
+        "epochs_run": epochs_run,
+        "stopped_early": epochs_run < job.config.max_epochs,
+        "metrics": metrics,
+        "cost": {
+            "wall_seconds": state.elapsed,
+            "epochs_run": epochs_run,
+            "adversarial_epochs": sum(bool(r["adversarial"]) for r in state.rows),
+            **state.counters,
+            "device": str(device),
+            "device_name": (
+                torch.cuda.get_device_name(device)
+                if device.type == "cuda"
+                else platform.processor() or platform.machine()
+            ),
+            "torch": torch.__version__,
+        },
+    }
+
+
 def train(
     cache: str | os.PathLike[str] | Cache,
     out_dir: str | os.PathLike[str],
     config: TrainConfig,
     *,
+    device: torch.device | None = None,
     progress: bool = True,
     attack: AttackFn | None = None,
     on_epoch_end: EpochHook | None = None,
@@ -447,8 +865,11 @@ def train(
         stopping, test is only evaluated at the end).
     out_dir : str or PathLike
         Run directory (see the module docstring). An existing run of the same configuration
-        is resumed from its last completed epoch, or skipped if finished.
+        is resumed from its last completed epoch, or skipped if finished. Checked for
+        writability before anything else.
     config : TrainConfig
+    device : torch.device, optional
+        Where to train (resolved by the caller); default: ``config.device`` resolved.
     progress : bool
         Show a progress bar (epochs, with the current validation correlation).
     attack : callable, optional
@@ -470,267 +891,49 @@ def train(
     Raises
     ------
     RobustmerError
-        Unknown system, unusable cache, or ``out_dir`` holding a run of another
-        configuration or other data.
+        Unknown system, unwritable ``out_dir``, unusable cache, or ``out_dir`` holding a
+        run of another configuration or other data.
 
     Notes
     -----
-    Each epoch: the training clips are shuffled with a generator seeded from
-    ``(seed, epoch)``; dropout draws from the global RNG re-seeded from ``(seed, epoch)``;
-    each full batch of ``batch_size`` clips takes one Adam step on the MSE loss. On
-    adversarial epochs (adversarial systems, 1-based epoch divisible by ``adv_every``),
-    after every such step the model, in eval mode, attacks the batch with the paper attack
-    (``adv_iters`` iterations, learning rate ``adv_lr``), and one more Adam step is taken,
-    in train mode, on the adversarial batch with the emotion MSE only.
+    Each epoch (:func:`run_epoch`): the training clips are shuffled with a generator seeded
+    from ``(seed, epoch)``; dropout draws from the global RNG re-seeded from
+    ``(seed, epoch)``; each full batch of ``batch_size`` clips takes one Adam step on the
+    MSE loss. On adversarial epochs (adversarial systems, 1-based epoch divisible by
+    ``adv_every``), after every such step the model, in eval mode, attacks the batch with
+    the paper attack (``adv_iters`` iterations, learning rate ``adv_lr``), and one more
+    Adam step is taken, in train mode, on the adversarial batch with the emotion MSE only.
+    Then :func:`commit_epoch` writes it to disk.
     """
-    import torch
-
-    from robustmer.data import Cache, load_cache
-    from robustmer.models import build_model, load_model
-    from robustmer.models.mer import MIN_FRAMES
-
-    system = get_system(config.system)
-    cache_obj = cache if isinstance(cache, Cache) else load_cache(cache)
-    device = resolve_device(config.device)
-    out = Path(out_dir)
-    record = _run_record(config, system, cache_obj, out)
-
-    x_tr, y_tr, m_tr, _ = cache_obj.arrays("train")
-    x_va, y_va, m_va, _ = cache_obj.arrays("validation")
-    n_train = x_tr.shape[0]
-    if n_train < config.batch_size:
-        raise RobustmerError(
-            f"{cache_obj.path}: {n_train} training clips; expected at least one full batch "
-            f"of {config.batch_size}"
-        )
-    if x_va.shape[0] < 2:
-        raise RobustmerError(
-            f"{cache_obj.path}: {x_va.shape[0]} validation clips; expected at least 2"
-        )
-    if x_tr.shape[2] < MIN_FRAMES:
-        raise RobustmerError(
-            f"{cache_obj.path}: excerpts of {x_tr.shape[2]} frames; expected at least {MIN_FRAMES}"
-        )
-    if (out / CONFIG_FILE).is_file():
-        _check_run_dir(out, record)
-        if (out / FINAL_FILE).is_file():
-            logger.info("%s: finished run found, skipping", out)
-            return read_json(out / FINAL_FILE)
-    else:
-        write_json(out / CONFIG_FILE, record)
-
-    x_tr, y_tr, m_tr = x_tr.to(device), y_tr.to(device), m_tr.to(device)  # [n, 1, F, 149] ...
-    x_va = x_va.to(device)  # [n_val, 1, F, 149]
-    y_va_np, m_va_np = y_va.numpy().astype(np.float64), m_va.numpy().astype(np.float64)
-    memory_format = _memory_format(config)
-
-    if system.adversarial and attack is None:
-        from robustmer.attacks import paper_attack
-
-        attack = paper_attack
-
-    torch.manual_seed(config.seed)
-    model = build_model(system.arch, width=config.width).to(device)
-    model = model.to(memory_format=memory_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-
-    epoch_done, best_score, best_epoch, elapsed = 0, -math.inf, 0, 0.0
-    counters = dict.fromkeys(COUNTERS, 0)
-    rows: list[dict[str, Any]] = []
-    state = _load_state(out, device)
-    if state is not None:
-        if state["identity"] != json.dumps(config.identity(), sort_keys=True):
-            raise RobustmerError(
-                f"{out / STATE_FILE}: resume state of another configuration; expected the "
-                f"configuration of {out / CONFIG_FILE}"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        epoch_done, best_epoch = int(state["epoch"]), int(state["best_epoch"])
-        best_score = float(state["best_score"])
-        elapsed = float(state["elapsed"])
-        counters.update({k: int(v) for k, v in state["counters"].items()})
-        rows = [dict(r) for r in state["rows"]]
-        on_disk = _best_epoch_on_disk(out)
-        if on_disk != best_epoch:
-            if best_epoch != epoch_done:
-                raise RobustmerError(
-                    f"{out / BEST_FILE}: holds epoch {on_disk}, the resume state says best "
-                    f"epoch {best_epoch}; expected a consistent run: delete the run directory"
-                )
-            _save_best(out, model, config, cache_obj, best_epoch, best_score)
-        _write_metrics(out / METRICS_FILE, rows)
-        logger.info(
-            "%s: resuming after epoch %d (best %.4f at epoch %d)",
-            out,
-            epoch_done,
-            best_score,
-            best_epoch,
-        )
-
-    batch = config.batch_size
-    n_batches = n_train // batch  # the last incomplete batch is dropped
-    label = f"{system.name} seed {config.seed}"
-    stopped_early = epoch_done > 0 and epoch_done - best_epoch >= config.patience
-
+    job = _job(cache, out_dir, config, device, attack)
+    data = _train_data(job)
+    finished = _finished_or_start(job)
+    if finished is not None:
+        return finished
+    state = _initial_state(job)
     bar_context = progress_bar() if progress else contextlib.nullcontext()
-    with _deterministic(device), bar_context as bar:
-        epoch_task = batch_task = None
-        if bar is not None:
-            epoch_task = bar.add_task(label, total=config.max_epochs, completed=epoch_done)
-            batch_task = bar.add_task("  batches", total=n_batches)
-        for epoch in range(epoch_done + 1, config.max_epochs + 1):
-            if stopped_early:
+    with _deterministic(job.device), bar_context as bar:
+        bars = _Bars(bar, job, state) if bar is not None else None
+        for epoch in range(state.epoch + 1, config.max_epochs + 1):
+            if state.stopped(config):
                 break
-            t0 = time.perf_counter()
-            adversarial = is_adversarial_epoch(system, config, epoch)
-            shuffle = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, _SHUFFLE_STREAM))
-            perm = torch.randperm(n_train, generator=shuffle).to(device)  # [n_train]
-            torch.manual_seed(epoch_seed(config.seed, epoch, _DROPOUT_STREAM))
-            model.train()
-            losses, adv_losses = [], []
-            if bar is not None:
-                bar.reset(
-                    batch_task,
-                    total=n_batches,
-                    description="  adversarial batches" if adversarial else "  batches",
-                )
-            for b in range(n_batches):
-                idx = perm[b * batch : (b + 1) * batch]  # [B]
-                xb = x_tr[idx].contiguous(memory_format=memory_format)  # [B, 1, F, 149]
-                yb, mb = y_tr[idx], m_tr[idx]  # [B, 8], [B, 7]
-                loss = training_step(model, optimizer, xb, yb, mb, system=system, config=config)
-                losses.append(loss)
-                counters["forward_clip_passes"] += batch
-                counters["backward_clip_passes"] += batch
-                counters["optimizer_steps"] += 1
-                if adversarial:
-                    assert attack is not None
-                    adv_loss, result = adversarial_step(
-                        model, optimizer, xb, yb, config=config, attack=attack
-                    )
-                    adv_losses.append(adv_loss)
-                    iterations = int(result.iterations.sum())
-                    counters["attack_calls"] += 1
-                    counters["attack_clip_iterations"] += iterations
-                    counters["forward_clip_passes"] += int(result.model_passes) + batch
-                    counters["backward_clip_passes"] += iterations + batch
-                    counters["optimizer_steps"] += 1
-                    counters["adversarial_steps"] += 1
-                if bar is not None:
-                    bar.advance(batch_task)
-
-            p_emo, p_mid = predict(
-                model, x_va, batch_size=config.eval_batch_size, channels_last=config.channels_last
-            )
-            counters["validation_clip_passes"] += x_va.shape[0]
-            counters["forward_clip_passes"] += x_va.shape[0]
-            emo_corr = average_correlation(y_va_np, p_emo)
-            mid_corr = average_correlation(m_va_np, p_mid) if p_mid is not None else math.nan
-            score = _monitored(system, config, emo_corr, mid_corr)
-            # The first epoch always counts (so a checkpoint exists); a NaN score never does.
-            improved = best_epoch == 0 or (
-                not math.isnan(score) and (math.isnan(best_score) or score > best_score)
-            )
-            if improved:
-                best_score, best_epoch = score, epoch
-            seconds = time.perf_counter() - t0
-            elapsed += seconds
-            row = {
-                "epoch": epoch,
-                "train_loss": float(torch.stack(losses).mean()),
-                "adv_loss": float(torch.stack(adv_losses).mean()) if adv_losses else math.nan,
-                "val_avg_corr": emo_corr,
-                "val_mid_corr": mid_corr,
-                "monitored": score,
-                "best": improved,
-                "best_score": best_score,
-                "seconds": seconds,
-                "adversarial": adversarial,
-            }
-            rows.append(row)
-            _save_state(
-                out,
-                {
-                    "format": STATE_FORMAT,
-                    "identity": json.dumps(config.identity(), sort_keys=True),
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "best_score": best_score,
-                    "best_epoch": best_epoch,
-                    "elapsed": elapsed,
-                    "counters": dict(counters),
-                    "rows": rows,
-                },
-            )
-            if improved:
-                _save_best(out, model, config, cache_obj, epoch, best_score)
-            _write_metrics(out / METRICS_FILE, rows)
-            logger.info(
-                "%s epoch %d%s: train loss %.5f, val corr %.4f, monitored %.4f%s (%.1f s)",
-                label,
-                epoch,
-                " (adversarial)" if adversarial else "",
-                row["train_loss"],
-                emo_corr,
-                score,
-                " *" if improved else "",
-                seconds,
-            )
-            if bar is not None:
-                bar.update(
-                    epoch_task,
-                    completed=epoch,
-                    description=f"{label} val r={emo_corr:.3f} best={best_score:.3f}@{best_epoch}",
-                )
+            row = run_epoch(job, state, data, epoch, bars)
+            commit_epoch(job, state, row)
+            if bars is not None:
+                bars.epoch_done(state)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
-            stopped_early = epoch - best_epoch >= config.patience
-
         t0 = time.perf_counter()
-        best_model = load_model(out / BEST_FILE, device=device)
-        best_model = best_model.to(memory_format=memory_format)
-        metrics = {
-            split: _split_report(best_model, cache_obj, split, config, device)
-            for split in ("train", "validation", "test")
-        }
-        elapsed += time.perf_counter() - t0
-
-    epochs_run = len(rows)
-    final = {
-        "system": system.name,
-        "seed": config.seed,
-        "arch": system.arch,
-        "width": config.width,
-        "monitor": config.monitor,
-        "best_epoch": best_epoch,
-        "best_score": best_score,
-        "epochs_run": epochs_run,
-        "stopped_early": epochs_run < config.max_epochs,
-        "metrics": metrics,
-        "cost": {
-            "wall_seconds": elapsed,
-            "epochs_run": epochs_run,
-            "adversarial_epochs": sum(bool(r["adversarial"]) for r in rows),
-            **counters,
-            "device": str(device),
-            "device_name": (
-                torch.cuda.get_device_name(device)
-                if device.type == "cuda"
-                else platform.processor() or platform.machine()
-            ),
-            "torch": torch.__version__,
-        },
-    }
-    write_json(out / FINAL_FILE, final)
+        metrics = _final_metrics(job)
+        state.elapsed += time.perf_counter() - t0
+    write_json(job.out / FINAL_FILE, _final_record(job, state, metrics))
     logger.info(
         "%s: done, best epoch %d, test avg corr %.4f",
-        label,
-        best_epoch,
+        job.label,
+        state.best_epoch,
         metrics["test"]["emotions"]["avg_corr"],
     )
-    return read_json(out / FINAL_FILE)
+    return read_json(job.out / FINAL_FILE)
 
 
 @dataclass
