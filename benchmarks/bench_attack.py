@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from scipy.stats import pearsonr
 
 from robustmer._io import write_json
-from robustmer.attacks import PaperAttack
+from robustmer.attacks import PaperAttack, PaperConfig
 from robustmer.training import resolve_device
 
 
@@ -128,11 +128,11 @@ def main() -> None:
     )
 
     # warm-up (allocator, kernels)
-    PaperAttack(model, max_iters=2, early_stop=False)(x_all[:1], y_all[:1])
+    PaperAttack(model, PaperConfig(steps=2, early_stop=False))(x_all[:1], y_all[:1])
 
     rows = []
     for b in args.batch_sizes:
-        attack = PaperAttack(model, max_iters=args.iters, early_stop=False)
+        attack = PaperAttack(model, PaperConfig(steps=args.iters, early_stop=False))
         secs = time_call(
             lambda b=b, attack=attack: attack(x_all[:b], y_all[:b]), device, args.repeat
         )
@@ -172,15 +172,15 @@ def main() -> None:
     }
 
     if not args.no_bf16:
-        fp32 = PaperAttack(model, max_iters=args.iters, early_stop=False)
-        bf16 = PaperAttack(model, max_iters=args.iters, early_stop=False, precision="bf16")
+        fp32 = PaperAttack(model, PaperConfig(steps=args.iters, early_stop=False))
+        bf16 = PaperAttack(model, PaperConfig(steps=args.iters, early_stop=False, precision="bf16"))
         bf16(x_all[:1], y_all[:1])  # warm-up of the autocast kernels
         same = [r["seconds"] for r in rows if r["impl"] == "batched" and r["batch"] == n]
         t32 = same[0] if same else time_call(lambda: fp32(x_all, y_all), device, args.repeat)
         t16 = time_call(lambda: bf16(x_all, y_all), device, args.repeat)
         # effect on results: the normal attack (early stop on), same clips, same iterations
-        r32 = PaperAttack(model, max_iters=args.iters)(x_all, y_all)
-        r16 = PaperAttack(model, max_iters=args.iters, precision="bf16")(x_all, y_all)
+        r32 = PaperAttack(model, PaperConfig(steps=args.iters))(x_all, y_all)
+        r16 = PaperAttack(model, PaperConfig(steps=args.iters, precision="bf16"))(x_all, y_all)
         y_cpu = y_all.cpu()
 
         def dmae(res) -> float:

@@ -16,14 +16,19 @@ a 1000-iteration attack on each model's 36 test clips) as one unit after another
 divided by ``--workers`` parallel units (each measured rate is per unit, with this
 process's torch threads).
 
+Each rate is given per wall second and per CPU second of this process (``..._per_cpu_s``);
+on a machine shared with other work, the CPU-second rates with ``--threads 1`` are what a
+free core would do, and ``--per cpu_s --workers N`` estimates N single-threaded units on N
+free cores.
+
 The estimate is an upper bound: every run is charged all 199 epochs (early stopping with
 patience 50 ends most sooner) and every attacked clip all 1000 iterations (the attack
 drops clips that reached the lowest threshold).
 
 Usage::
 
-    nice -n 10 python benchmarks/bench_scale.py --device cpu --threads 2 \
-        --out bench_scale_cpu.json
+    nice -n 10 python benchmarks/bench_scale.py --device cpu --threads 1 --workers 2 \
+        --per cpu_s --out bench_scale_cpu.json
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from pathlib import Path
 import torch
 
 from robustmer._io import write_json
-from robustmer.attacks import PaperAttack
+from robustmer.attacks import PaperAttack, PaperConfig
 from robustmer.models import build_model
 from robustmer.study.profiles import PAPER
 from robustmer.training import SYSTEMS, TrainConfig, resolve_device
@@ -53,17 +58,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _seconds(fn: Callable[[], object], repeat: int, device: torch.device) -> float:
-    """Median wall seconds of ``repeat`` calls of ``fn`` after one warm-up call."""
+def _seconds(fn: Callable[[], object], repeat: int, device: torch.device) -> tuple[float, float]:
+    """Median wall seconds and median CPU seconds of this process (all its threads) of
+    ``repeat`` calls of ``fn``, after one warm-up call."""
     fn()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeat):
         _sync(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         _sync(device)
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return sorted(wall)[len(wall) // 2], sorted(cpu)[len(cpu) // 2]
+
+
+def _rates(name: str, work: float, seconds: tuple[float, float]) -> dict[str, float]:
+    """``name`` per wall second, and per CPU second (``name`` + ``_per_cpu_s``)."""
+    wall, cpu = seconds
+    return {f"{name}_per_s": work / wall, f"{name}_per_cpu_s": work / cpu}
 
 
 def rates(arch: str, device: torch.device, repeat: int, attack_iters: int) -> dict[str, float]:
@@ -88,38 +101,48 @@ def rates(arch: str, device: torch.device, repeat: int, attack_iters: int) -> di
         predict(model, x, batch_size=config.eval_batch_size)
 
     out = {
-        "train_clips_per_s": b / _seconds(train_step, repeat, device),
-        "predict_clips_per_s": N_TEST / _seconds(validate, repeat, device),
+        **_rates("train_clips", b, _seconds(train_step, repeat, device)),
+        **_rates("predict_clips", N_TEST, _seconds(validate, repeat, device)),
     }
     model.eval()
     for batch in (b, N_TEST):
-        attack = PaperAttack(model, max_iters=attack_iters, early_stop=False)
+        attack = PaperAttack(model, PaperConfig(steps=attack_iters, early_stop=False))
         secs = _seconds(lambda n=batch, a=attack: a(x[:n], y[:n]), 1, device)
-        out[f"attack{batch}_clip_iters_per_s"] = batch * attack_iters / secs
+        out.update(_rates(f"attack{batch}_clip_iters", batch * attack_iters, secs))
     return out
 
 
-def estimate(per_arch: dict[str, dict[str, float]], workers: int) -> dict[str, float]:
-    """Upper-bound seconds of the paper study from the rates (module docstring)."""
+def estimate(
+    per_arch: dict[str, dict[str, float]], workers: int, per: str = "s"
+) -> dict[str, float]:
+    """Upper-bound seconds of the paper study from the rates (module docstring).
+
+    ``per="cpu_s"`` uses the rates per CPU second instead of per wall second: the
+    study's CPU time, which ``workers`` single-threaded units on as many free cores
+    divide."""
+    per_arch = {
+        arch: {k.removesuffix(f"_per_{per}"): v for k, v in r.items() if k.endswith(f"_per_{per}")}
+        for arch, r in per_arch.items()
+    }
     config = TrainConfig(system="A2E", seed=0)
     epochs = config.max_epochs
     adv_epochs = epochs // config.adv_every
-    attack = PAPER.attack["max_iters"]
+    attack = PAPER.attacks[0].steps
     seeds = len(PAPER.seeds)
     train = adv = evaluation = 0.0
     for name in PAPER.systems:
         spec = SYSTEMS[name]
         r = per_arch[spec.arch]
-        per_epoch = N_TRAIN / r["train_clips_per_s"] + N_VAL / r["predict_clips_per_s"]
-        final = (N_TRAIN + N_VAL + N_TEST) / r["predict_clips_per_s"]
+        per_epoch = N_TRAIN / r["train_clips"] + N_VAL / r["predict_clips"]
+        final = (N_TRAIN + N_VAL + N_TEST) / r["predict_clips"]
         train += seeds * (epochs * per_epoch + final)
         if spec.adversarial:
             per_adv_epoch = (
-                N_TRAIN * config.adv_iters / r[f"attack{config.batch_size}_clip_iters_per_s"]
-                + N_TRAIN / r["train_clips_per_s"]
+                N_TRAIN * config.adv_attack.steps / r[f"attack{config.batch_size}_clip_iters"]
+                + N_TRAIN / r["train_clips"]
             )
             adv += seeds * adv_epochs * per_adv_epoch
-        evaluation += seeds * N_TEST * attack / r[f"attack{N_TEST}_clip_iters_per_s"]
+        evaluation += seeds * N_TEST * attack / r[f"attack{N_TEST}_clip_iters"]
     total = train + adv + evaluation
     return {
         "models": len(PAPER.systems) * seeds,
@@ -139,6 +162,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per unit")
     parser.add_argument("--workers", type=int, default=1, help="units running at once")
+    parser.add_argument(
+        "--per",
+        choices=["s", "cpu_s"],
+        default="s",
+        help="estimate from rates per wall second, or per CPU second (a shared machine)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="timed calls per rate")
     parser.add_argument("--attack-iters", type=int, default=5, help="iterations timed")
     parser.add_argument("--archs", nargs="+", default=["a2e", "a2b2e", "a2m2e"])
@@ -168,7 +197,8 @@ def main() -> None:
         "rates": per_arch,
     }
     if needed <= set(per_arch):
-        result["paper_study"] = est = estimate(per_arch, args.workers)
+        result["paper_study"] = est = estimate(per_arch, args.workers, args.per)
+        est["rates_per"] = args.per
         hours = est["total_wall_s"] / 3600
         print(
             f"paper study ({est['models']} models, at most {est['epochs_per_model']} epochs, "

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from robustmer._io import write_json
-from robustmer.attacks import paper_attack
+from robustmer.attacks import PaperConfig
 from robustmer.models import build_model
 from robustmer.training import SYSTEMS, make_config, resolve_device
 from robustmer.training.loop import adversarial_step, training_step
@@ -74,7 +74,12 @@ def bench(
 ) -> dict:
     """Time one configuration; returns a JSON-ready row."""
     config = make_config(
-        system, 0, width=width, batch_size=batch, adv_iters=adv_iters, **VARIANTS[variant]
+        system,
+        0,
+        width=width,
+        batch_size=batch,
+        adv_attack=PaperConfig(steps=adv_iters),
+        **VARIANTS[variant],
     )
     spec = SYSTEMS[system]
     torch.manual_seed(0)
@@ -95,7 +100,7 @@ def bench(
 
     def adversarial() -> None:
         training_step(model, optimizer, x, y, m, system=spec, config=config)
-        _, result = adversarial_step(model, optimizer, x, y, config=config, attack=paper_attack)
+        _, result = adversarial_step(model, optimizer, x, y, config=config)
         iterations.append(int(result.iterations.sum()))
 
     t_std = _time(standard, steps, warmup, device)

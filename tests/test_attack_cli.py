@@ -16,8 +16,12 @@ import pandas as pd
 import pytest
 import torch
 
+from robustmer.attacks import PaperAttack, PaperConfig, PGDConfig
 from robustmer.errors import RobustmerError
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
+from robustmer.records import AttackSummary, attack_dir, clip_columns
+
+CPU = torch.device("cpu")
 
 N_CLIPS, FRAMES = 20, 16
 
@@ -67,16 +71,16 @@ def _cli(args: list[str]) -> int:
 
 def test_cli_paper_attack_writes_real_tables(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
     from robustmer import metrics
-    from robustmer.attacks import paper_attack
-    from robustmer.evaluation import clip_columns
     from robustmer.training import load_run
 
     code = _cli(
-        ["attack", "--run", str(run_dir), "--iters", "12", "--device", "cpu", "--save-examples"]
+        ["attack", "--run", str(run_dir), "--set", "steps=12", "--device", "cpu", "--save-examples"]
     )
     assert code == 0
     assert "ΔMAE" in capsys.readouterr().out
-    out = run_dir / "attacks" / "paper"
+    config = PaperConfig(steps=12)
+    out = attack_dir(run_dir, config.key())
+    assert out.name == config.key() and out.parent == run_dir / "attacks"
     df = pd.read_parquet(out / "clips.parquet")
     csv = pd.read_csv(out / "clips.csv")
     assert list(df.columns) == clip_columns(True) == list(csv.columns)
@@ -87,9 +91,9 @@ def test_cli_paper_attack_writes_real_tables(run_dir: Path, capsys: pytest.Captu
     x, y, _, ids = run.cache.arrays("test")
     assert df["clip_id"].tolist() == ids == [117, 118, 119, 120]
     assert set(df["system"]) == {"A2M2E"} and set(df["seed"]) == {5}
-    assert set(df["attack"]) == {"paper"} and set(df["mode"]) == {"reference"}
-    assert df["epsilon"].isna().all() and set(df["lr"]) == {0.002}
-    assert set(df["max_iters"]) == {12} and (df["iterations"] <= 12).all()
+    assert set(df["attack"]) == {"paper"} and set(df["attack_key"]) == {config.key()}
+    assert df["epsilon"].isna().all() and (df["iterations"] <= 12).all()
+    assert not df["zero_gradient"].any()
     true = df[[f"true_{e}" for e in EMOTIONS]].to_numpy()
     clean = df[[f"clean_{e}" for e in EMOTIONS]].to_numpy()
     adv = df[[f"adv_{e}" for e in EMOTIONS]].to_numpy()
@@ -104,7 +108,7 @@ def test_cli_paper_attack_writes_real_tables(run_dir: Path, capsys: pytest.Captu
     assert (df["mae_adv"] != df["mae_clean"]).all()  # the attack changed every prediction
 
     # adv_* is what the attack reports as `pred` (reference mode: the last forward pass)
-    res = paper_attack(run.model, x, y, max_iters=12, normalization=run.cache.normalization)
+    res = PaperAttack(run.model, config, normalization=run.cache.normalization)(x, y)
     np.testing.assert_allclose(adv, res.pred.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(df["iterations"], res.iterations.numpy())
     np.testing.assert_array_equal(df["threshold"], res.threshold.numpy())
@@ -124,75 +128,89 @@ def test_cli_paper_attack_writes_real_tables(run_dir: Path, capsys: pytest.Captu
         )
     np.testing.assert_allclose(df["snr_db"], snr, rtol=1e-6)
 
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["mae_clean"] == pytest.approx(metrics.mae(true, clean), abs=1e-12)
-    assert summary["mae_adv"] == pytest.approx(metrics.mae(true, adv), abs=1e-12)
-    assert summary["delta_mae"] == pytest.approx(summary["mae_adv"] - summary["mae_clean"])
-    assert summary["avg_corr_clean"] == pytest.approx(metrics.average_correlation(true, clean))
-    assert summary["avg_corr_adv"] == pytest.approx(metrics.average_correlation(true, adv))
-    assert summary["iterations_mean"] == pytest.approx(df["iterations"].mean())
-    assert summary["converged_fraction"] == pytest.approx(df["converged"].mean())
-    assert summary["model_passes"] == 4 + int(df["iterations"].sum()) + 4
-    assert summary["device"] == "cpu" and summary["attack_seconds"] > 0
-    assert summary["settings"]["max_iters"] == 12 and summary["settings"]["mode"] == "reference"
+    summary = AttackSummary.read(out / "summary.json")
+    assert json.loads((out / "summary.json").read_text())["format"] == "robustmer-attack"
+    assert summary.mae_clean == pytest.approx(metrics.mae(true, clean), abs=1e-12)
+    assert summary.mae_adv == pytest.approx(metrics.mae(true, adv), abs=1e-12)
+    assert summary.delta_mae == pytest.approx(summary.mae_adv - summary.mae_clean)
+    assert summary.avg_corr_clean == pytest.approx(metrics.average_correlation(true, clean))
+    assert summary.avg_corr_adv == pytest.approx(metrics.average_correlation(true, adv))
+    assert summary.iterations_mean == pytest.approx(df["iterations"].mean())
+    assert summary.converged_fraction == pytest.approx(df["converged"].mean())
+    # clean pass + loop + final pass, + one pass of the zero-gradient check, per clip
+    assert summary.cost.forward_clip_passes == 4 + int(df["iterations"].sum()) + 4 + 4
+    assert summary.cost.attack_clip_iterations == int(df["iterations"].sum())
+    assert summary.cost.device == "cpu" and summary.cost.wall_seconds > 0
+    assert summary.attack == config.to_dict() and summary.key == config.key()
+    assert summary.split == "test" and summary.n_clips == 4 and summary.zero_gradient_clips == ()
     finite = snr[np.isfinite(snr)]
     if finite.size:
-        assert summary["snr_db_median"] == pytest.approx(float(np.median(finite)))
+        assert summary.snr_db_median == pytest.approx(float(np.median(finite)))
 
 
 def test_rerun_is_skipped_and_new_settings_recompute(run_dir: Path) -> None:
     from robustmer.evaluation import attack_run
 
-    out = run_dir / "attacks" / "paper"
-    first = attack_run(run_dir, iters=8, device="cpu")
+    eight, six = PaperConfig(steps=8), PaperConfig(steps=6)
+    out = attack_dir(run_dir, eight.key())
+    first = attack_run(run_dir, eight, device=CPU)
     stamp = (out / "clips.parquet").stat().st_mtime_ns
-    again = attack_run(run_dir, iters=8, device="cpu")
+    again = attack_run(run_dir, eight, device=CPU)
     assert again == first
     assert (out / "clips.parquet").stat().st_mtime_ns == stamp
-    other = attack_run(run_dir, iters=6, device="cpu")
-    assert other["settings"]["max_iters"] == 6
-    assert set(pd.read_parquet(out / "clips.parquet")["max_iters"]) == {6}
+    other = attack_run(run_dir, six, device=CPU)
+    assert other.attack["steps"] == 6 and other.key == six.key() != eight.key()
+    # other settings go to their own directory: the first result is untouched
+    assert (out / "clips.parquet").stat().st_mtime_ns == stamp
+    assert AttackSummary.read(out / "summary.json") == first
+    six_clips = pd.read_parquet(attack_dir(run_dir, six.key()) / "clips.parquet")
+    assert (six_clips["iterations"] <= 6).all()
 
 
 @pytest.mark.parametrize("attack", ["pgd-linf", "paper-bounded"])
 def test_bounded_attacks_respect_epsilon(run_dir: Path, tmp_path: Path, attack: str) -> None:
     from robustmer.evaluation import attack_run
 
-    eps = 0.05
+    eps = 0.05  # float32(0.05) > 0.05: |δ| must be bounded by ε itself
     if attack == "pgd-linf":
-        summary = attack_run(
-            run_dir, attack="pgd-linf", epsilon=eps, iters=5, device="cpu", out=tmp_path / "pgd"
-        )
+        config = PGDConfig(epsilon=eps, steps=5)
+        summary = attack_run(run_dir, config, device=CPU, out=tmp_path / "pgd")
         df = pd.read_parquet(tmp_path / "pgd" / "clips.parquet")
         np.testing.assert_allclose(df["linf"], eps, rtol=1e-6)  # sign steps reach the bound
-        assert set(df["lr"]) == {2.5 * eps / 5} and set(df["mode"]) == {"bounded"}
+        assert (df["linf"] <= eps).all() and set(df["attack"]) == {"pgd"}
         assert df["threshold"].isna().all() and not df["converged"].any()
         true = df[[f"true_{e}" for e in EMOTIONS]].to_numpy()
         mse_clean = ((true - df[[f"clean_{e}" for e in EMOTIONS]].to_numpy()) ** 2).mean(1)
         mse_adv = ((true - df[[f"adv_{e}" for e in EMOTIONS]].to_numpy()) ** 2).mean(1)
         assert (mse_adv > mse_clean).all()  # gradient ascent on the MSE
     else:
-        summary = attack_run(
-            run_dir, epsilon=eps, iters=10, lr=0.02, device="cpu", out=tmp_path / "bounded"
-        )
+        config = PaperConfig(mode="bounded", epsilon=eps, steps=10, step_size=0.02)
+        summary = attack_run(run_dir, config, device=CPU, out=tmp_path / "bounded")
         df = pd.read_parquet(tmp_path / "bounded" / "clips.parquet")
-        assert (df["linf"] <= eps).all() and set(df["mode"]) == {"bounded"}
-        assert set(df["epsilon"]) == {eps}
+        assert (df["linf"] <= eps).all() and set(df["attack_key"]) == {config.key()}
         # bounded mode reports f(x_adv): ΔMAE equals that of the returned examples
-        assert summary["mae_adv"] == pytest.approx(summary["mae_adv_of_x_adv"], abs=1e-12)
-    assert summary["n_clips"] == 4 and math.isfinite(summary["delta_mae"])
+        assert summary.mae_adv == pytest.approx(summary.mae_adv_of_x_adv, abs=1e-12)
+    assert set(df["epsilon"]) == {eps}
+    assert summary.n_clips == 4 and math.isfinite(summary.delta_mae)
 
 
 def test_errors_are_one_line_exit_2(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    run = ["attack", "--run", str(run_dir), "--device", "cpu"]
     cases = [
-        ["attack", "--run", str(run_dir), "--epsilon", "0", "--device", "cpu"],
-        ["attack", "--run", str(run_dir), "--epsilon", "-0.1", "--device", "cpu"],
-        ["attack", "--run", str(run_dir), "--attack", "pgd-l2", "--device", "cpu"],
-        ["attack", "--run", str(run_dir), "--attack", "fgsm", "--device", "cpu"],
-        ["attack", "--run", str(run_dir), "--mode", "bounded", "--device", "cpu"],
-        ["attack", "--run", str(run_dir), "--split", "holdout", "--device", "cpu"],
+        [*run, "--set", "mode=bounded", "--set", "epsilon=0"],
+        [*run, "--set", "mode=bounded", "--set", "epsilon=-0.1"],
+        [*run, "--set", "epsilon=0.1"],  # reference mode is unbounded
+        [*run, "--attack", "pgd"],  # no epsilon
+        [*run, "--attack", "pgd", "--set", "epsilon=0.1", "--set", "norm=l1"],
+        [*run, "--attack", "pgd-l2", "--set", "epsilon=0.1"],
+        [*run, "--attack", "fgsm"],
+        [*run, "--set", "iters=5"],  # unknown key
+        [*run, "--set", "steps=five"],  # not an int
+        [*run, "--set", "steps"],  # no value
+        [*run, "--set", "mode=bounded"],
+        [*run, "--split", "holdout"],
         ["attack", "--run", str(tmp_path / "nope"), "--device", "cpu"],
     ]
     no_ckpt = tmp_path / "no_ckpt"
@@ -203,6 +221,8 @@ def test_errors_are_one_line_exit_2(
         assert _cli(args) == 2, args
         err = capsys.readouterr().err.strip()
         assert err.startswith("robustmer: error:") and "\n" not in err, (args, err)
+        if "iters=5" in args:
+            assert "unknown setting 'iters'" in err and "steps" in err
     assert "checkpoint" in err
 
     # an empty split
@@ -218,4 +238,54 @@ def test_errors_are_one_line_exit_2(
 
     monkeypatch.setattr(training, "load_run", load_without_test)
     with pytest.raises(RobustmerError, match="empty"):
-        attack_run(run_dir, iters=2, device="cpu", out=tmp_path / "empty")
+        attack_run(run_dir, PaperConfig(steps=2), device=CPU, out=tmp_path / "empty")
+
+
+def test_set_help_lists_the_fields_from_the_dataclass(capsys: pytest.CaptureFixture) -> None:
+    import dataclasses
+
+    for name, config_class in (("paper", PaperConfig), ("pgd", PGDConfig)):
+        assert _cli(["attack", "--run", "unused", "--attack", name, "--set", "help"]) == 0
+        out = capsys.readouterr().out
+        for f in dataclasses.fields(config_class):
+            assert f"  {f.name}: " in out and repr(f.default) in out, (name, f.name)
+
+
+def test_case12_zero_gradient_clips_are_flagged_and_named_once(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11 case 12: a clip whose label equals the model's prediction has an exactly
+    zero MSE gradient at the start; the attack cannot move it, and that must not be silent."""
+    import logging
+
+    import robustmer.training as training
+    from robustmer.evaluation import attack_run
+
+    real_load_run = training.load_run
+
+    def load_with_predicted_labels(*args, **kwargs):
+        run = real_load_run(*args, **kwargs)
+        real_arrays = run.cache.arrays
+
+        def arrays(split):
+            x, y, mid, ids = real_arrays(split)
+            with torch.no_grad():
+                pred = run.model(x).emotions  # [n, 8], the same batch the attack sees
+            y = y.clone()
+            y[1] = pred[1]  # clip 118: label == prediction
+            return x, y, mid, ids
+
+        run.cache.arrays = arrays
+        return run
+
+    monkeypatch.setattr(training, "load_run", load_with_predicted_labels)
+    caplog.set_level(logging.WARNING)
+    config = PaperConfig(steps=6)
+    summary = attack_run(run_dir, config, device=CPU, out=tmp_path / "zero")
+    df = pd.read_parquet(tmp_path / "zero" / "clips.parquet")
+    assert df["zero_gradient"].tolist() == [False, True, False, False]
+    assert summary.zero_gradient_clips == (118,)
+    assert df.loc[1, "mae_clean"] == 0.0  # the prediction is the label
+    assert df.loc[1, "linf"] == 0.0  # the attack did not move this clip
+    warnings = [r for r in caplog.records if "zero input gradient" in r.getMessage()]
+    assert len(warnings) == 1 and "clip(s) 118" in warnings[0].getMessage()

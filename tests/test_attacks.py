@@ -21,17 +21,30 @@ from robustmer.attacks import (
     PGD,
     AttackResult,
     PaperAttack,
+    PaperConfig,
+    PGDConfig,
     adam_step,
+    attack_config,
     build_attack,
     clip_pearson,
-    paper_attack,
-    pgd,
+    config_from_dict,
     snr_db,
     update_threshold,
 )
 from robustmer.errors import RobustmerError
 
 LR = 0.002
+
+
+def paper_attack(model, x, y, *, normalization=None, callback=None, **fields) -> AttackResult:
+    """The paper attack with settings ``fields`` (:class:`PaperConfig`) on one batch."""
+    attack = PaperAttack(model, PaperConfig(**fields), normalization=normalization)
+    return attack(x, y, callback=callback)
+
+
+def pgd(model, x, y, *, normalization=None, **fields) -> AttackResult:
+    """PGD with settings ``fields`` (:class:`PGDConfig`) on one batch."""
+    return PGD(model, PGDConfig(**fields), normalization=normalization)(x, y)
 
 
 # ----------------------------------------------------------------------------- test models
@@ -211,7 +224,7 @@ def test_first_step_closed_form_on_linear_model() -> None:
     g = torch.Generator().manual_seed(2)
     x = torch.randn(3, 1, *shape, generator=g)
     y = torch.rand(3, 8, generator=g)
-    res = paper_attack(model, x, y, max_iters=2)
+    res = paper_attack(model, x, y, steps=2)
     w = model.fc.weight.detach().double()  # [8, D]
     b = model.fc.bias.detach().double()
     xf = x.flatten(1).double()  # [3, D]
@@ -323,7 +336,7 @@ def test_threshold_schedule_through_the_attack(mode: str) -> None:
         model,
         x,
         y,
-        max_iters=20,
+        steps=20,
         mode=mode,
         epsilon=eps,
         callback=lambda it, n, r: seen.append((it, n)),
@@ -370,7 +383,7 @@ def test_paper_attack_matches_literal_reference_loop(bottleneck: bool) -> None:
     x = torch.randn(3, 1, 12, 10, generator=g)
     y = torch.rand(3, 8, generator=g)
     lr = 0.05  # larger than the paper's 0.002 so that this tiny model's r drops in 40 steps
-    res = paper_attack(model, x, y, max_iters=40, lr=lr)
+    res = paper_attack(model, x, y, steps=40, step_size=lr)
     for c in range(3):
         ref = reference_attack(model, x[c : c + 1], y[c : c + 1], max_iters=40, lr=lr)
         assert int(res.iterations[c]) == ref["iterations"]
@@ -387,10 +400,10 @@ def test_batch_independence() -> None:
     g = torch.Generator().manual_seed(7)
     x = torch.randn(4, 1, 12, 10, generator=g)
     y = torch.rand(4, 8, generator=g)
-    batched = paper_attack(model, x, y, max_iters=30, lr=0.05)
+    batched = paper_attack(model, x, y, steps=30, step_size=0.05)
     assert (batched.l2 > 0).any()
     for c in range(4):
-        single = paper_attack(model, x[c : c + 1], y[c : c + 1], max_iters=30, lr=0.05)
+        single = paper_attack(model, x[c : c + 1], y[c : c + 1], steps=30, step_size=0.05)
         assert int(single.iterations[0]) == int(batched.iterations[c])
         assert float(single.threshold[0]) == float(batched.threshold[c])
         torch.testing.assert_close(single.x_adv[0], batched.x_adv[c], rtol=0, atol=1e-6)
@@ -408,7 +421,7 @@ def test_real_architecture_small_width() -> None:
     for arch, has_mid in (("a2b2e", True), ("a2e", False)):
         torch.manual_seed(0)
         model = models.build_model(arch, width=0.0625)
-        res = paper_attack(model, x, y, max_iters=6)
+        res = paper_attack(model, x, y, steps=6)
         assert res.x_adv.shape == x.shape and res.pred.shape == (2, 8)
         assert (res.midlevel_clean is not None) == has_mid
         if has_mid:
@@ -426,7 +439,7 @@ def test_bounded_mode_never_exceeds_epsilon() -> None:
     x = torch.randn(3, 1, 12, 10, generator=g)
     y = torch.rand(3, 8, generator=g)
     eps, lr = 0.5, 0.05  # about 10 Adam steps
-    res = paper_attack(model, x, y, max_iters=40, lr=lr, mode="bounded", epsilon=eps)
+    res = paper_attack(model, x, y, steps=40, step_size=lr, mode="bounded", epsilon=eps)
     assert float(res.linf.max()) <= eps
     assert float(res.linf.max()) > 0  # some clip's best δ moved
     assert float((res.x_adv - x).abs().max()) <= eps + 1e-6
@@ -434,7 +447,7 @@ def test_bounded_mode_never_exceeds_epsilon() -> None:
         model.eval()
         torch.testing.assert_close(res.pred, model(res.x_adv).emotions)  # pred = f(x_adv)
     assert torch.equal(res.pred, res.pred_of_x_adv)
-    unbounded = paper_attack(model, x, y, max_iters=40, lr=lr)
+    unbounded = paper_attack(model, x, y, steps=40, step_size=lr)
     assert float(unbounded.linf.max()) > eps  # the bound did bind
 
 
@@ -446,7 +459,7 @@ def test_model_state_restored_also_on_error() -> None:
     seen_modes = []
     model.register_forward_pre_hook(lambda m, a: seen_modes.append(m.training))
     x, y = torch.randn(2, 1, 12, 10), torch.rand(2, 8)
-    paper_attack(model, x, y, max_iters=3)
+    paper_attack(model, x, y, steps=3)
     assert seen_modes and not any(seen_modes)  # eval during the attack
     assert model.training and model.bn.training
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
@@ -465,7 +478,7 @@ def test_model_state_restored_also_on_error() -> None:
     failing.train()
     failing.bn.eval()  # mixed per-module modes are restored per module
     with pytest.raises(RuntimeError, match="boom"):
-        paper_attack(failing, x, y, max_iters=5)
+        paper_attack(failing, x, y, steps=5)
     assert failing.training and not failing.bn.training and failing.conv.training
     assert all(p.requires_grad for p in failing.parameters())
 
@@ -488,37 +501,45 @@ def test_input_and_setting_validation() -> None:
     ]
     for cx, cy in cases:
         with pytest.raises(RobustmerError):
-            paper_attack(model, cx, cy, max_iters=2)
+            paper_attack(model, cx, cy, steps=2)
     for kwargs in (
         {"mode": "bounded"},
         {"mode": "bounded", "epsilon": 0.0},
         {"mode": "bounded", "epsilon": -1.0},
         {"epsilon": 0.1},
         {"mode": "nope"},
-        {"max_iters": 0},
-        {"lr": -1.0},
+        {"steps": 0},
+        {"steps": 2.5},
+        {"step_size": -1.0},
         {"precision": "fp8"},
+        {"early_stop": "no"},
     ):
         with pytest.raises(RobustmerError):
-            PaperAttack(model, **kwargs)
+            PaperConfig(**kwargs)
     for kwargs in (
+        {},
         {"epsilon": 0.0},
         {"epsilon": 0.1, "norm": "l1"},
-        {"epsilon": 0.1, "iters": 0},
+        {"epsilon": 0.1, "steps": 0},
         {"epsilon": 0.1, "restarts": 0},
+        {"epsilon": 0.1, "step_size": math.nan},
     ):
         with pytest.raises(RobustmerError):
-            PGD(model, **kwargs)
+            PGDConfig(**kwargs)
     with pytest.raises(RobustmerError, match="unknown"):
-        build_attack("fgsm", model)
+        attack_config("fgsm")
+    with pytest.raises(RobustmerError, match="unknown setting"):
+        attack_config("paper", iters=3)
+    with pytest.raises(RobustmerError, match="expected PaperConfig"):
+        PaperAttack(model, PGDConfig(epsilon=0.1))
 
 
 def test_bf16_precision_runs_close_to_fp32() -> None:
     model = SmallConvNet(seed=13)
     g = torch.Generator().manual_seed(14)
     x, y = torch.randn(2, 1, 12, 10, generator=g), torch.rand(2, 8, generator=g)
-    res16 = paper_attack(model, x, y, max_iters=5, precision="bf16")
-    res32 = paper_attack(model, x, y, max_iters=5)
+    res16 = paper_attack(model, x, y, steps=5, precision="bf16")
+    res32 = paper_attack(model, x, y, steps=5)
     assert res16.pred.dtype == torch.float32 and torch.isfinite(res16.pred).all()
     torch.testing.assert_close(res16.pred_clean, res32.pred_clean, rtol=0.05, atol=0.02)
 
@@ -549,7 +570,7 @@ def test_snr_hand_computed() -> None:
     # through an attack: the result's SNR is that of its x_adv
     model = SmallConvNet(seed=16)
     xs, ys = torch.randn(2, 1, 12, 10) * 0.3, torch.rand(2, 8)
-    res = pgd(model, xs, ys, epsilon=0.05, iters=3, normalization=norm)
+    res = pgd(model, xs, ys, epsilon=0.05, steps=3, normalization=norm)
     manual = []
     for c in range(2):
         mag = 10 ** (xs[c].double() * 2 + 1) - 1
@@ -566,7 +587,7 @@ def test_pgd_l2_norm_bound_and_restarts() -> None:
     g = torch.Generator().manual_seed(18)
     x, y = torch.randn(3, 1, 12, 10, generator=g), torch.rand(3, 8, generator=g)
     eps = 0.5
-    res = pgd(model, x, y, norm="l2", epsilon=eps, iters=12, restarts=2, random_start=True)
+    res = pgd(model, x, y, norm="l2", epsilon=eps, steps=12, restarts=2, random_start=True)
     norms = (res.x_adv - x).flatten(1).norm(dim=1)
     assert float(res.l2.max()) <= eps * (1 + 1e-6)
     assert float(norms.max()) <= eps * (1 + 1e-5)
@@ -578,19 +599,59 @@ def test_pgd_l2_norm_bound_and_restarts() -> None:
     assert torch.isnan(res.threshold).all()
     assert res.model_passes == 3 + 2 * (12 + 1) * 3
     # keeping the best restart: never worse than a single run with the same first start
-    single = pgd(model, x, y, norm="l2", epsilon=eps, iters=12, random_start=True)
+    single = pgd(model, x, y, norm="l2", epsilon=eps, steps=12, random_start=True)
     assert torch.all(loss_adv >= ((single.pred - y) ** 2).mean(1) - 1e-7)
 
 
-def test_attack_registry() -> None:
+def test_attack_registry_and_configs() -> None:
     model = SmallConvNet()
-    assert set(ATTACKS) == {"paper", "pgd-linf", "pgd-l2"}
-    assert isinstance(ATTACKS["paper"](model, max_iters=3), PaperAttack)
-    a = ATTACKS["pgd-l2"](model, epsilon=0.1, iters=4)
-    assert isinstance(a, PGD) and a.norm_name == "l2" and a.step_size == pytest.approx(0.0625)
-    assert ATTACKS["pgd-linf"](model, epsilon=0.1).settings()["norm"] == "linf"
-    res = ATTACKS["paper"](model, max_iters=3)(torch.randn(1, 1, 12, 10), torch.rand(1, 8))
+    assert set(ATTACKS) == {"paper", "pgd"}
+    for name, attack_class in ATTACKS.items():
+        assert attack_class.config_class.name == name
+    paper = attack_config("paper", steps=3)
+    assert paper == PaperConfig(steps=3) and isinstance(build_attack(paper, model), PaperAttack)
+    a = build_attack(attack_config("pgd", norm="l2", epsilon=0.1, steps=4), model)
+    assert isinstance(a, PGD) and a.config.norm == "l2"
+    assert a.config.alpha == pytest.approx(2.5 * 0.1 / 4)  # the default step-size rule
+    res = build_attack(paper, model)(torch.randn(1, 1, 12, 10), torch.rand(1, 8))
     assert isinstance(res, AttackResult) and len(res) == 1
+    # JSON round trip, storage keys from the full settings, one name per idea
+    for config in (paper, PGDConfig(epsilon=0.1, norm="l2", restarts=2, random_start=True)):
+        assert config_from_dict(config.to_dict()) == config
+        assert config.key().startswith(config.name + "-") and len(config.key()) == len(
+            config.name
+        ) + 11
+    assert PaperConfig().key() != paper.key() and PaperConfig(steps=3).key() == paper.key()
+    assert PGDConfig(epsilon=1).key() == PGDConfig(epsilon=1.0).key()  # 1 and 1.0: one key
+    assert PaperConfig.parse(["steps=7", "mode=bounded", "epsilon=0.5"]) == PaperConfig(
+        steps=7, mode="bounded", epsilon=0.5
+    )
+    assert PGDConfig.parse(["epsilon=0.1", "random_start=true", "step_size=none"]) == PGDConfig(
+        epsilon=0.1, random_start=True
+    )
+    for bad, match in (
+        (["iters=3"], "unknown setting 'iters'"),
+        (["steps=three"], "expected int"),
+        (["steps"], "expected key=value"),
+        (["steps=1", "steps=2"], "given twice"),
+    ):
+        with pytest.raises(RobustmerError, match=match):
+            PaperConfig.parse(bad)
+
+
+def test_bounded_linf_attacks_stay_inside_epsilon_exactly() -> None:
+    """ε = 0.3 rounds up in float32; the stored ‖δ‖∞ must still be ≤ ε (not float32(ε))."""
+    model = SmallConvNet(seed=4)
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(3, 1, 12, 10, generator=g), torch.rand(3, 8, generator=g)
+    eps = 0.3
+    assert float(torch.tensor(eps, dtype=torch.float32)) > eps  # the rounding that bit
+    for res in (
+        paper_attack(model, x, y, steps=40, step_size=0.05, mode="bounded", epsilon=eps),
+        pgd(model, x, y, epsilon=eps, steps=5),
+    ):
+        assert float(res.linf.max()) <= eps
+        assert float(res.linf.max()) == pytest.approx(eps, rel=1e-6)  # the bound binds
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
@@ -604,7 +665,7 @@ def test_pgd_matches_art(norm: str) -> None:
     g = torch.Generator().manual_seed(20)
     x, y = torch.randn(4, 1, 12, 10, generator=g), torch.rand(4, 8, generator=g)
     eps, step, iters = (0.05, 0.01, 8) if norm == "linf" else (0.6, 0.15, 8)
-    mine = pgd(model, x, y, norm=norm, epsilon=eps, step_size=step, iters=iters)
+    mine = pgd(model, x, y, norm=norm, epsilon=eps, step_size=step, steps=iters)
 
     # MSELoss (mean over the batch) only rescales the gradient, and both updates are scale
     # free (sign, or division by the per-clip L2 norm); float ratings pass through ART's

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from conftest import write_tiny_dataset
 
+from robustmer.attacks import PaperConfig
 from robustmer.cli import main
 from robustmer.data import prepare
 from robustmer.errors import RobustmerError
@@ -40,7 +41,7 @@ TINY = StudyProfile(
     systems=("A2E", "A2M2E"),
     seeds=(6,),
     train={"max_epochs": 2, "patience": 2, "width": 0.0625},
-    attack={"max_iters": 6, "lr": 0.002, "mode": "reference"},
+    attacks=(PaperConfig(steps=6),),
 )
 
 
@@ -278,5 +279,6 @@ def test_study_killed_under_ray_resumes_with_either_executor(
     assert not (out / "report").exists()
     run_study(out, data=tiny_cache, profile=TINY, device="cpu", jobs=2, progress=False)
     state = json.loads((out / "study.json").read_text())
-    assert state["units"]["attack/A2M2E-seed6/paper"]["executor"] == "local"
+    attack = f"attack/A2M2E-seed6/{TINY.attacks[0].key()}"
+    assert state["units"][attack]["executor"] == "local"
     _assert_same_tables(_tables(out), local_tables)

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -155,31 +154,36 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_workers_end_when_the_main_process_is_killed(tmp_path):
-    script = tmp_path / "pool.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            import multiprocessing, os, sys, time
-            from concurrent.futures import ProcessPoolExecutor
-            from robustmer.study.workers import worker_init
+POOL_SCRIPT = """
+import multiprocessing, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from robustmer.study import workers
 
-            if __name__ == "__main__":
-                ctx = multiprocessing.get_context("spawn")
-                pool = ProcessPoolExecutor(
-                    1, mp_context=ctx, initializer=worker_init, initargs=(os.getpid(),)
-                )
-                worker = pool.submit(os.getpid).result()
-                pool.submit(time.sleep, 600)
-                print(worker, flush=True)
-                time.sleep(600)
-            """
-        )
-    )
+
+def init_without_prctl(parent_pid):
+    workers._set_parent_death_signal = lambda sig: False  # only the watchdog thread is left
+    workers.worker_init(parent_pid)
+
+
+if __name__ == "__main__":
+    init = workers.worker_init if sys.argv[1] == "prctl" else init_without_prctl
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=init, initargs=(os.getpid(),))
+    worker = pool.submit(os.getpid).result()
+    pool.submit(time.sleep, 600)
+    print(worker, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("mechanism", ["prctl", "watchdog"])
+def test_workers_end_when_the_main_process_is_killed(mechanism, tmp_path):
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     proc = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, str(script), mechanism], stdout=subprocess.PIPE, text=True, env=env
     )
     try:
         worker = int(proc.stdout.readline())
@@ -244,7 +248,8 @@ def test_edited_manifest_is_refused(tiny_dataset, tmp_path, edit):
     st, mid = tiny_dataset
     cache = prepare(st, mid, tmp_path / "cache", frames=32, progress=False)
     manifest = json.loads((cache / "manifest.json").read_text())
-    assert set(manifest["sha256"]) == {"excerpts.npy", "emotions.npy", "midlevel.npy", "targets"}
+    hashed = {"excerpts.npy", "emotions.npy", "midlevel.npy", "targets", "spectrograms"}
+    assert set(manifest["sha256"]) == hashed
     _edit_manifest(cache, edit)
     with pytest.raises(RobustmerError, match=r"manifest\.json: its ratings"):
         load_cache(cache)
@@ -258,6 +263,18 @@ def test_edited_array_is_refused(tiny_dataset, tmp_path):
     np.save(cache / "emotions.npy", emotions)
     with pytest.raises(RobustmerError, match=r"emotions\.npy: content differs"):
         load_cache(cache)
+
+
+def test_edited_spectrogram_is_not_reused(tiny_dataset, tmp_path, caplog):
+    st, mid = tiny_dataset
+    cache = prepare(st, mid, tmp_path / "cache", frames=32, progress=False)
+    first = load_cache(cache).excerpts
+    spec = np.load(cache / "spectrograms" / "004.npy")
+    np.save(cache / "spectrograms" / "004.npy", spec + 1.0)
+    with caplog.at_level("INFO"):
+        prepare(st, mid, cache, frames=32, progress=False)
+    assert "1 computed, 5 re-used" in caplog.text
+    np.testing.assert_array_equal(load_cache(cache).excerpts, first)
 
 
 # --- case 10: undecodable audio ---------------------------------------------------------

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from conftest import write_tiny_dataset
 
+from robustmer.attacks import PaperAttack, PaperConfig
 from robustmer.cli import main
 from robustmer.data import prepare
 from robustmer.errors import RobustmerError
@@ -25,7 +26,7 @@ TINY = StudyProfile(
     systems=("A2E", "A2M2E"),
     seeds=(6, 21),
     train={"max_epochs": 3, "patience": 3, "width": 0.0625},
-    attack={"max_iters": 12, "lr": 0.002, "mode": "reference"},
+    attacks=(PaperConfig(steps=12),),
 )
 REPORT_TABLES = ("table1", "delta_mae", "clips", "tests")
 
@@ -71,7 +72,7 @@ def test_tiny_study_through_the_cli(tiny_cache, tmp_path, capsys):
         *(
             f"{kind}/{model}{suffix}"
             for model in ("A2E-seed6", "A2E-seed21", "A2M2E-seed6", "A2M2E-seed21")
-            for kind, suffix in (("train", ""), ("attack", "/paper"))
+            for kind, suffix in (("train", ""), ("attack", f"/{QUICK.attacks[0].key()}"))
         ),
         "report",
     ]
@@ -178,8 +179,8 @@ def test_quick_profile_keeps_the_papers_recipe():
         "train.max_epochs",
         "train.patience",
         "train.width",
-        "train.adv_iters",
-        "attack.max_iters",
+        "train.adv_attack.steps",
+        "attack.paper.steps",
     }
     assert set(changed) <= allowed, set(changed) - allowed
     assert len(QUICK.seeds) >= 3 and QUICK.systems == PAPER.systems
@@ -235,28 +236,28 @@ def test_resume_after_kills_in_training_and_attack(tiny_cache, reference, tmp_pa
 
     # 2nd invocation: killed in the middle of the attack of the first A2M2E model (after 5
     # iterations); A2E-seed21 resumes its training and is attacked before that.
-    real_attack_factory = ATTACKS["paper"]
+    class KillingAttack(PaperAttack):
+        def __call__(self, x, y, *, callback=None):
+            def cb(iteration, n_active, mean_r):
+                if iteration == 5 and self.model.config.arch == "a2m2e":
+                    raise KeyboardInterrupt
+                if callback is not None:
+                    callback(iteration, n_active, mean_r)
 
-    def killing_attack(model, *, callback=None, **settings):
-        def cb(iteration, n_active, mean_r):
-            if iteration == 5 and model.config.arch == "a2m2e":
-                raise KeyboardInterrupt
-            if callback is not None:
-                callback(iteration, n_active, mean_r)
-
-        return real_attack_factory(model, callback=cb, **settings)
+            return super().__call__(x, y, callback=cb)
 
     first_done = (out / "runs" / "A2E-seed6" / "final.json").stat().st_mtime_ns
-    monkeypatch.setitem(ATTACKS, "paper", killing_attack)
+    monkeypatch.setitem(ATTACKS, "paper", KillingAttack)
     with pytest.raises(KeyboardInterrupt):
         run_study(out, data=tiny_cache, profile=TINY, device="cpu", jobs=1, progress=False)
-    assert not (out / "runs" / "A2M2E-seed6" / "attacks" / "paper" / "summary.json").exists()
+    key = TINY.attacks[0].key()
+    assert not (out / "runs" / "A2M2E-seed6" / "attacks" / key / "summary.json").exists()
     state = json.loads((out / "study.json").read_text())
-    assert state["units"]["attack/A2E-seed6/paper"]["state"] == "done"
-    assert state["units"]["attack/A2E-seed21/paper"]["state"] == "done"
+    assert state["units"][f"attack/A2E-seed6/{key}"]["state"] == "done"
+    assert state["units"][f"attack/A2E-seed21/{key}"]["state"] == "done"
     assert state["units"]["train/A2M2E-seed6"]["state"] == "done"
-    assert state["units"]["attack/A2M2E-seed6/paper"]["state"] == "running"
-    monkeypatch.setitem(ATTACKS, "paper", real_attack_factory)
+    assert state["units"][f"attack/A2M2E-seed6/{key}"]["state"] == "running"
+    monkeypatch.setitem(ATTACKS, "paper", PaperAttack)
 
     # 3rd invocation finishes; nothing finished is redone and the tables equal the reference.
     resumed = _tables(
@@ -307,11 +308,14 @@ def test_parallel_workers_finish_every_unit(reference_dir):
 
 
 STUDY_SCRIPT = """
+import signal
 import sys
 from robustmer.cli import main
 from robustmer.study import STUDY_PROFILES, StudyProfile
 
 if __name__ == "__main__":
+    # as in a terminal, even where the test runs as a background job that ignores SIGINT
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     STUDY_PROFILES["tiny"] = StudyProfile(**{profile!r})
     main(sys.argv[1:])
 """

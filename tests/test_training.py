@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from robustmer.attacks import PaperConfig, PGDConfig
 from robustmer.audio import FrontEndConfig, Normalization
 from robustmer.data import load_cache, write_cache
 from robustmer.errors import RobustmerError
@@ -100,7 +101,11 @@ def test_config_defaults_are_the_papers():
         50,
         0.5,
     )
-    assert (c.adv_every, c.adv_iters, c.adv_lr, c.width) == (5, 50, 0.002, 1.0)
+    assert (c.adv_every, c.width) == (5, 1.0)
+    assert c.adv_attack == PaperConfig(steps=50, step_size=0.002, mode="reference")
+    assert c.to_dict()["adv_attack"] == {"attack": "paper", **c.adv_attack.to_dict()}
+    assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c  # JSON round trip
+    assert make_config("A2E", 6, profile="quick").adv_attack == PaperConfig(steps=5)
     assert c.monitor == "emotions" and not c.amp and not c.channels_last
     assert TrainConfig.from_dict(c.to_dict()) == c
     assert "device" not in c.identity()
@@ -396,40 +401,35 @@ def test_load_run_model_matches_checkpoint(cache_dir, tmp_path):
     assert Path(run.cache.path).resolve() == Path(cache_dir).resolve()
 
 
-def test_adversarial_training_attacks_every_fifth_epoch(cache_dir, tmp_path):
-    from robustmer.attacks import paper_attack
+def test_adversarial_training_attacks_every_fifth_epoch(cache_dir, tmp_path, monkeypatch):
+    from robustmer.attacks import ATTACKS, PaperAttack
 
     calls: list[dict] = []
     current = {"epoch": 1}
 
-    def counting_attack(model, x, y, **kwargs):
-        assert not model.training  # the attack runs with the model in eval mode
-        result = paper_attack(model, x, y, **kwargs)
-        calls.append(
-            {
-                "epoch": current["epoch"],
-                "clips": x.shape[0],
-                "kwargs": kwargs,
-                "iterations": int(result.iterations.sum()),
-                "passes": result.model_passes,
-            }
-        )
-        return result
+    class CountingAttack(PaperAttack):
+        def __call__(self, x, y, *, callback=None):
+            assert not self.model.training  # the attack runs with the model in eval mode
+            result = super().__call__(x, y, callback=callback)
+            calls.append(
+                {
+                    "epoch": current["epoch"],
+                    "clips": x.shape[0],
+                    "config": self.config,
+                    "iterations": int(result.iterations.sum()),
+                    "passes": result.model_passes,
+                }
+            )
+            return result
 
     def next_epoch(epoch, row):
         current["epoch"] = epoch + 1
 
-    config = _config("aA2E", max_epochs=6, adv_iters=4, lr=1e-3)
-    final = train(
-        cache_dir,
-        tmp_path / "adv",
-        config,
-        progress=False,
-        attack=counting_attack,
-        on_epoch_end=next_epoch,
-    )
+    monkeypatch.setitem(ATTACKS, "paper", CountingAttack)
+    config = _config("aA2E", max_epochs=6, adv_attack=PaperConfig(steps=4), lr=1e-3)
+    final = train(cache_dir, tmp_path / "adv", config, progress=False, on_epoch_end=next_epoch)
     assert [c["epoch"] for c in calls] == [5, 5, 5]  # 3 full batches, epoch 5 only
-    assert all(c["clips"] == 8 and c["kwargs"] == {"max_iters": 4, "lr": 0.002} for c in calls)
+    assert all(c["clips"] == 8 and c["config"] == PaperConfig(steps=4) for c in calls)
     rows = _read_metrics(tmp_path / "adv" / "metrics.csv")
     assert [r["adversarial"] for r in rows] == ["False"] * 4 + ["True", "False"]
     assert math.isnan(float(rows[0]["adv_loss"])) and float(rows[4]["adv_loss"]) > 0
@@ -452,6 +452,24 @@ def test_adversarial_training_attacks_every_fifth_epoch(cache_dir, tmp_path):
     for a, s in zip(rows[:4], std[:4], strict=True):
         assert a["train_loss"] == s["train_loss"] and a["val_avg_corr"] == s["val_avg_corr"]
     assert rows[5]["train_loss"] != std[5]["train_loss"]
+
+
+def test_pgd_adversarial_training_needs_no_code(cache_dir, tmp_path):
+    """adv_attack holds any registered attack's settings: PGD adversarial training."""
+    adv = PGDConfig(epsilon=0.05, steps=2)
+    config = _config("aA2E", max_epochs=2, adv_every=1, adv_attack=adv)
+    final = train(cache_dir, tmp_path / "pgd", config, progress=False)
+    rows = _read_metrics(tmp_path / "pgd" / "metrics.csv")
+    assert [r["adversarial"] for r in rows] == ["True", "True"]
+    assert all(float(r["adv_loss"]) > 0 for r in rows)
+    cost = final["cost"]
+    # 24 training clips: 3 batches of 8 per epoch, each attacked with 2 PGD steps per clip
+    assert cost["attack_calls"] == 6 and cost["attack_clip_iterations"] == 6 * 8 * 2
+    # PGD passes per batch: clean + steps + final, per clip
+    assert cost["forward_clip_passes"] == 2 * 24 + 6 * (8 + 8 * (2 + 2)) + 2 * 8
+    record = json.loads((tmp_path / "pgd" / "config.json").read_text())
+    assert record["train_config"]["adv_attack"] == adv.to_dict()
+    assert load_run(tmp_path / "pgd").config.adv_attack == adv  # config.json round trip
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 from importlib import metadata
+from typing import Any
 
 PACKAGES = ("numpy", "scipy", "pandas", "matplotlib", "torch")
 
@@ -26,3 +27,12 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[dist] = "not installed"
     return out
+
+
+def device_name(device: Any) -> str:
+    """The hardware behind a :class:`torch.device`: the GPU's name, else the CPU's."""
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()

@@ -1,56 +1,99 @@
-"""Adversarial attacks on MER models (DESIGN.md §7).
+"""Adversarial attacks on MER models (DESIGN.md §7), behind one interface.
 
-- :func:`paper_attack` / :class:`PaperAttack`: the untargeted attack of Hoedt, Flexer &
-  Widmer (SMC 2025), in ``reference`` mode (the paper's code, quirks included) or the
-  project's ``bounded`` mode (L∞ ball of radius ε);
-- :func:`pgd` / :class:`PGD`: projected gradient ascent on the emotion MSE, L∞ or L2
-  (Madry et al., 2018), for comparison.
+Every attack is one module with two classes: a frozen settings dataclass (a subclass of
+:class:`AttackConfig`: defaults, validation, JSON round trip, storage key) and the attack (a
+subclass of :class:`Attack` naming that dataclass as its ``config_class``). :data:`ATTACKS`
+maps the attack's name to its class; adding an attack is one new module plus one line here.
+
+- ``paper`` (:class:`PaperAttack`, :class:`PaperConfig`): the untargeted attack of Hoedt,
+  Flexer & Widmer (SMC 2025), in ``reference`` mode (the paper's code, quirks included) or
+  the project's ``bounded`` mode (L∞ ball of radius ε);
+- ``pgd`` (:class:`PGD`, :class:`PGDConfig`): projected gradient ascent on the emotion MSE,
+  L∞ or L2 (Madry et al., 2018).
+
+Usage::
+
+    config = attack_config("pgd", epsilon=0.1, steps=20)    # or PGDConfig(epsilon=0.1, ...)
+    result = build_attack(config, model)(x, y)              # AttackResult, per-clip fields
 
 Every attack takes any ``torch.nn.Module`` whose output is a ``MEROutput``-like object
-(``.emotions``, ``.midlevel``) or a plain ``[B, 8]`` tensor, and returns an
-:class:`AttackResult` with per-clip fields. :data:`ATTACKS` maps attack names to factories
-``(model, **settings) -> Attack``.
+(``.emotions``, ``.midlevel``) or a plain ``[B, 8]`` tensor.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
-from robustmer.attacks.base import Attack, ProgressCallback, model_outputs
+from robustmer.attacks.base import Attack, ProgressCallback, model_outputs, zero_gradient
+from robustmer.attacks.config import AttackConfig
 from robustmer.attacks.paper import (
     MODES,
     PRECISIONS,
     PaperAttack,
+    PaperConfig,
     adam_step,
-    paper_attack,
     update_threshold,
 )
-from robustmer.attacks.pgd import NORMS, PGD, pgd
-from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms, snr_db
+from robustmer.attacks.pgd import NORMS, PGD, PGDConfig
+from robustmer.attacks.result import (
+    AttackResult,
+    MagnitudeScale,
+    clip_pearson,
+    perturbation_norms,
+    snr_db,
+)
+from robustmer.errors import RobustmerError
 
-AttackFactory = Callable[..., Attack]
-"""``factory(model, **settings) -> Attack``."""
-
-ATTACKS: dict[str, AttackFactory] = {
+ATTACKS: dict[str, type[Attack]] = {
     "paper": PaperAttack,
-    "pgd-linf": functools.partial(PGD, norm="linf"),
-    "pgd-l2": functools.partial(PGD, norm="l2"),
+    "pgd": PGD,
 }
-"""Registry of attacks by name: ``ATTACKS[name](model, **settings)`` builds an attack."""
+"""Registry of attacks by name (the name is also ``ATTACKS[name].config_class.name``)."""
 
 
-def build_attack(name: str, model: nn.Module, **settings: object) -> Attack:
-    """Build the attack ``name`` from :data:`ATTACKS` (RobustmerError for unknown names)."""
-    from robustmer.errors import RobustmerError
-
+def attack_class(name: str) -> type[Attack]:
+    """The attack class registered as ``name`` (RobustmerError listing the known names)."""
     try:
-        factory = ATTACKS[name]
-    except KeyError:
-        raise RobustmerError(f"attack {name!r}: unknown; expected one of {list(ATTACKS)}") from None
-    return factory(model, **settings)
+        return ATTACKS[name]
+    except (KeyError, TypeError):
+        raise RobustmerError(
+            f"attack {name!r}: unknown; expected one of {', '.join(ATTACKS)}"
+        ) from None
+
+
+def attack_config(name: str, **fields: Any) -> AttackConfig:
+    """The settings of attack ``name`` with some fields given (the rest take defaults).
+
+    Raises
+    ------
+    RobustmerError
+        Unknown attack, unknown field or invalid value.
+    """
+    return attack_class(name).config_class.from_dict({"attack": name, **fields})
+
+
+def config_from_dict(d: dict[str, Any]) -> AttackConfig:
+    """Inverse of :meth:`AttackConfig.to_dict`, dispatching on ``d["attack"]``."""
+    if not isinstance(d, dict) or "attack" not in d:
+        raise RobustmerError(f"attack settings {d!r}: expected a mapping with an 'attack' name")
+    return attack_class(d["attack"]).config_class.from_dict(d)
+
+
+def build_attack(
+    config: AttackConfig, model: nn.Module, *, normalization: MagnitudeScale | None = None
+) -> Attack:
+    """The attack of ``config`` (looked up in :data:`ATTACKS` by ``config.name``) on ``model``.
+
+    Parameters
+    ----------
+    config : AttackConfig
+    model : torch.nn.Module
+    normalization : MagnitudeScale or None
+        The cache's normalisation, for the SNR of the results.
+    """
+    return attack_class(config.name)(model, config, normalization=normalization)
 
 
 __all__ = [
@@ -60,17 +103,21 @@ __all__ = [
     "PGD",
     "PRECISIONS",
     "Attack",
-    "AttackFactory",
+    "AttackConfig",
     "AttackResult",
+    "PGDConfig",
     "PaperAttack",
+    "PaperConfig",
     "ProgressCallback",
     "adam_step",
+    "attack_class",
+    "attack_config",
     "build_attack",
     "clip_pearson",
+    "config_from_dict",
     "model_outputs",
-    "paper_attack",
     "perturbation_norms",
-    "pgd",
     "snr_db",
     "update_threshold",
+    "zero_gradient",
 ]

@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from robustmer.attacks.result import AttackResult
+from robustmer.attacks.config import AttackConfig
+from robustmer.attacks.result import AttackResult, MagnitudeScale
 from robustmer.errors import RobustmerError
 from robustmer.names import EMOTIONS
 
-__all__ = ["Attack", "ProgressCallback", "model_outputs"]
+__all__ = [
+    "Attack",
+    "ProgressCallback",
+    "float_floor",
+    "model_outputs",
+    "report_progress",
+    "zero_gradient",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +58,59 @@ def model_outputs(out: object) -> tuple[torch.Tensor, torch.Tensor | None]:
     )
 
 
+def zero_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Which clips have an input gradient of the emotion MSE that is exactly zero.
+
+    A gradient attack cannot move such a clip from its start (e.g. a label equal to the
+    prediction, or a saturated model). The model is used as it is (call it in eval mode).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    x : torch.Tensor, shape [B, 1, F, T]
+    y : torch.Tensor, shape [B, 8]
+
+    Returns
+    -------
+    torch.Tensor, bool, shape [B], on the CPU
+    """
+    d = torch.zeros_like(x, requires_grad=True)  # [B, 1, F, T]
+    with torch.enable_grad():
+        p, _ = model_outputs(model(x + d))  # [B, 8]
+        loss = (p.float() - y.float()).pow(2).mean(dim=1).sum()  # per-clip MSE, summed
+    (grad,) = torch.autograd.grad(loss, d)  # [B, 1, F, T]
+    return (grad.reshape(grad.shape[0], -1) == 0).all(dim=1).cpu()  # [B]
+
+
+def report_progress(
+    callback: ProgressCallback | None, iteration: int, n_active: int, r: torch.Tensor
+) -> None:
+    """Call ``callback(iteration, n_active, mean_r)`` with the mean of the finite ``r [A]``."""
+    if callback is None:
+        return
+    finite = r[~torch.isnan(r)]
+    mean_r = float(finite.mean()) if finite.numel() else float("nan")
+    callback(iteration, n_active, mean_r)
+
+
+def float_floor(value: float, dtype: torch.dtype) -> float:
+    """The largest number of ``dtype`` that is ``<= value`` (e.g. a radius ε in float32).
+
+    Clamping a ``dtype`` tensor to ``±float_floor(ε)`` keeps ``|δ| ≤ ε`` exactly, where
+    rounding ``ε`` to the nearest ``dtype`` number may round it up.
+    """
+    t = torch.tensor(value, dtype=dtype)
+    if float(t) > value:
+        t = torch.nextafter(t, torch.tensor(-math.inf, dtype=dtype))
+    return float(t)
+
+
 class Attack(abc.ABC):
     """Base class of the adversarial attacks (DESIGN.md §7).
+
+    One subclass per attack, in its own module, with its settings in one frozen
+    :class:`~robustmer.attacks.config.AttackConfig` subclass named by :attr:`config_class`;
+    :data:`robustmer.attacks.ATTACKS` maps the attack's name to the class.
 
     Calling an attack checks the inputs, puts the model in eval mode (BatchNorm uses its
     running statistics, Dropout is off, so each clip's result is independent of its
@@ -61,23 +122,36 @@ class Attack(abc.ABC):
     ----------
     model : torch.nn.Module
         The model under attack; see the module docstring for its output.
-    callback : ProgressCallback or None
-        Optional ``callback(iteration, n_active, mean_r)`` for progress reports.
+    config : AttackConfig
+        The attack's settings, an instance of :attr:`config_class`.
+    normalization : MagnitudeScale or None
+        The cache's normalisation, for the SNR (:func:`robustmer.attacks.result.snr_db`);
+        None gives NaN SNRs.
     """
 
-    name: str = "attack"
+    config_class: ClassVar[type[AttackConfig]] = AttackConfig
 
-    def __init__(self, model: nn.Module, *, callback: ProgressCallback | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        config: AttackConfig,
+        *,
+        normalization: MagnitudeScale | None = None,
+    ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: got {type(model).__name__}; expected a torch.nn.Module")
+        if not isinstance(config, self.config_class):
+            raise RobustmerError(
+                f"attack {type(self).__name__}: settings of type {type(config).__name__}; "
+                f"expected {self.config_class.__name__}"
+            )
         self.model = model
-        self.callback = callback
+        self.config = config
+        self.normalization = normalization
 
-    def settings(self) -> dict[str, object]:
-        """The attack's settings as a JSON-ready dict (logged with every result)."""
-        return {"attack": self.name}
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, *, callback: ProgressCallback | None = None
+    ) -> AttackResult:
         """Attack a batch.
 
         Parameters
@@ -86,6 +160,8 @@ class Attack(abc.ABC):
             Normalised log spectrograms (excerpts), on the model's device.
         y : torch.Tensor, float, shape [B, 8]
             True emotion ratings on the training scale (ratings / 10).
+        callback : ProgressCallback or None
+            Optional ``callback(iteration, n_active, mean_r)`` for progress reports.
 
         Returns
         -------
@@ -104,7 +180,7 @@ class Attack(abc.ABC):
             self.model.eval()
             for p, _ in grads:
                 p.requires_grad_(False)
-            return self.run(x, y)
+            return self.run(x, y, callback)
         finally:
             for module, training in modes:
                 module.training = training
@@ -112,15 +188,10 @@ class Attack(abc.ABC):
                 p.requires_grad_(flag)
 
     @abc.abstractmethod
-    def run(self, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
+    def run(
+        self, x: torch.Tensor, y: torch.Tensor, callback: ProgressCallback | None
+    ) -> AttackResult:
         """Attack a checked batch; the model is in eval mode with gradients off."""
-
-    def _report(self, iteration: int, n_active: int, r: torch.Tensor) -> None:
-        if self.callback is None:
-            return
-        finite = r[~torch.isnan(r)]
-        mean_r = float(finite.mean()) if finite.numel() else float("nan")
-        self.callback(iteration, n_active, mean_r)
 
     @staticmethod
     def _check_inputs(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:

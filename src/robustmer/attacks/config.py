@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Self
 
 from robustmer.errors import RobustmerError
 
-__all__ = ["AttackConfig", "check_choice", "check_int", "check_positive"]
+__all__ = ["AttackConfig", "check_choice", "check_int", "check_positive", "parse_value"]
 
 
 def _what(config: object, field: str) -> str:
@@ -65,6 +65,44 @@ def check_choice(config: object, field: str, value: object, choices: typing.Iter
         )
 
 
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+_NONE = {"none", "null", ""}
+
+
+def parse_value(config_class: type, field: str, text: str) -> Any:
+    """Parse the text ``text`` as the value of ``config_class``'s field ``field``.
+
+    The field's annotation decides: ``int``, ``float``, ``bool`` (true/false, yes/no, 1/0,
+    on/off), ``str``; an optional field (``X | None``) also takes ``none``.
+
+    Raises
+    ------
+    RobustmerError
+        For text that is not a value of that type.
+    """
+    hint = typing.get_type_hints(config_class)[field]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    kinds = [a for a in args if a is not type(None)] or [hint]
+    if optional and text.strip().lower() in _NONE:
+        return None
+    kind = kinds[0]
+    what = f"attack {getattr(config_class, 'name', '?')!r} {field}={text!r}"
+    try:
+        if kind is bool:
+            low = text.strip().lower()
+            if low not in _TRUE | _FALSE:
+                raise ValueError(text)
+            return low in _TRUE
+        if kind in (int, float):
+            return kind(text)
+        return text
+    except ValueError:
+        expected = kind.__name__ + (" or none" if optional else "")
+        raise RobustmerError(f"{what}: not a valid value; expected {expected}") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class AttackConfig:
     """Base class of the attacks' settings (see the module docstring).
@@ -75,6 +113,63 @@ class AttackConfig:
     """
 
     name: ClassVar[str] = "attack"
+
+    def __post_init__(self) -> None:
+        """Store integers given for float fields as floats (``1`` and ``1.0`` are one key).
+
+        Subclasses call ``super().__post_init__()`` before validating.
+        """
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kinds = typing.get_args(hints[f.name]) or (hints[f.name],)
+            if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+
+    @classmethod
+    def parse(cls, settings: typing.Iterable[str]) -> Self:
+        """Build a config from ``key=value`` strings (values parsed by :func:`parse_value`).
+
+        Raises
+        ------
+        RobustmerError
+            For text without ``=``, an unknown or repeated key, or an invalid value.
+        """
+        known = [f.name for f in dataclasses.fields(cls)]
+        values: dict[str, Any] = {}
+        for item in settings:
+            key, sep, text = item.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise RobustmerError(f"attack setting {item!r}: expected key=value")
+            if key not in known:
+                fields = ", ".join(
+                    f"{f.name} ({f.default!r})" for f in dataclasses.fields(cls)
+                )
+                raise RobustmerError(
+                    f"attack {cls.name!r}: unknown setting {key!r}; expected one of "
+                    f"{fields or '(none)'}"
+                )
+            if key in values:
+                raise RobustmerError(f"attack setting {key!r}: given twice; expected it once")
+            values[key] = parse_value(cls, key, text.strip())
+        return cls._build(values)
+
+    @classmethod
+    def describe(cls) -> str:
+        """One line per field: ``name: type = default``, e.g. for ``--set help``."""
+        hints = typing.get_type_hints(cls)
+        lines = [f"settings of attack {cls.name!r} (KEY=VALUE):"]
+        for f in dataclasses.fields(cls):
+            kind = hints[f.name]
+            kind_name = getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+            default = "required" if f.default is dataclasses.MISSING else repr(f.default)
+            lines.append(f"  {f.name}: {kind_name} = {default}")
+        return "\n".join(lines)
+
+    def max_iterations(self) -> int:
+        """Iterations per clip at most (``steps · restarts`` where present; for progress bars)."""
+        return int(getattr(self, "steps", 1)) * int(getattr(self, "restarts", 1))
 
     def to_dict(self) -> dict[str, Any]:
         """``{"attack": name, field: value, ...}`` with tuples as lists (JSON-ready)."""
@@ -112,10 +207,23 @@ class AttackConfig:
             if isinstance(value, list) and "tuple" in str(hints.get(key, "")):
                 value = tuple(value)
             values[key] = value
-        return cls(**values)
+        return cls._build(values)
+
+    @classmethod
+    def _build(cls, values: dict[str, Any]) -> Self:
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a required field without a value
+            raise RobustmerError(f"attack {cls.name!r} settings: {exc}") from None
 
     def replace(self, **changes: Any) -> Self:
         """A copy with some fields changed (validated again)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise RobustmerError(
+                f"attack {self.name!r}: unknown setting(s) {', '.join(unknown)}; expected some "
+                f"of {', '.join(f.name for f in dataclasses.fields(self))}"
+            )
         return dataclasses.replace(self, **changes)
 
     def key(self) -> str:

@@ -5,7 +5,7 @@ Per clip: ``δ = 0``; each iteration predicts ``p = f(x + δ)`` and the Pearson 
 ``τ = ceil(10·r)/10``. Whenever ``r ≤ τ`` the current ``δ`` becomes the best one and ``τ`` is
 lowered by 0.1, unless ``τ < -0.9`` already, in which case the clip has converged and stops.
 Otherwise (and also after lowering ``τ``) ``δ`` takes one Adam step (learning rate 0.002) on
-the negated sign of ``∂MSE(p, y)/∂δ`` (gradient ascent). At most ``max_iters`` = 1000
+the negated sign of ``∂MSE(p, y)/∂δ`` (gradient ascent). At most ``steps`` = 1000
 iterations. The returned example is ``x + best δ``.
 
 Python-float semantics of the reference code (CPJKU/robustness_mer_bottleneck,
@@ -25,7 +25,8 @@ Python-float semantics of the reference code (CPJKU/robustness_mer_bottleneck,
   ``r ≤ τ``; where the reference would crash on ``ceil(NaN)`` at the first iteration, ``τ``
   stays unset (NaN) until the first defined correlation.
 
-Modes (:data:`MODES`):
+Settings: :class:`PaperConfig` (``mode``, ``steps``, ``step_size`` = Adam's learning rate,
+``epsilon``, ``precision``, ``early_stop``). Modes (:data:`MODES`):
 
 ``reference``
     Reproduces the paper's code: (a) no effective clipping of δ (the intended clamp to
@@ -51,20 +52,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import math
 import time
+from typing import ClassVar
 
 import torch
-from torch import nn
 
-from robustmer.attacks.base import Attack, ProgressCallback, model_outputs
-from robustmer.attacks.result import (
-    AttackResult,
-    MagnitudeScale,
-    clip_pearson,
-    perturbation_norms,
-    snr_db,
+from robustmer.attacks.base import (
+    Attack,
+    ProgressCallback,
+    float_floor,
+    model_outputs,
+    report_progress,
 )
+from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
+from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms, snr_db
 from robustmer.errors import RobustmerError
 
 __all__ = [
@@ -73,9 +74,9 @@ __all__ = [
     "MODES",
     "PRECISIONS",
     "PaperAttack",
+    "PaperConfig",
     "PaperMode",
     "adam_step",
-    "paper_attack",
     "update_threshold",
 ]
 
@@ -121,6 +122,60 @@ MODES: dict[str, PaperMode] = {
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 """Autocast dtype per precision name (``None``: plain float32)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperConfig(AttackConfig):
+    """Settings of the paper attack (defaults: the paper's).
+
+    Attributes
+    ----------
+    mode : str
+        ``"reference"`` (the paper's code, unbounded) or ``"bounded"`` (:data:`MODES`).
+    steps : int
+        Maximum iterations (forward passes) per clip (paper: 1000).
+    step_size : float
+        Adam learning rate on δ (paper: 0.002).
+    epsilon : float or None
+        L∞ radius for ``bounded`` mode (normalised-input units); must be None in
+        ``reference`` mode.
+    precision : str
+        ``"fp32"`` (matches the reference) or ``"bf16"`` (autocast, faster on GPUs).
+    early_stop : bool
+        False keeps every clip in the loop for ``steps`` iterations even after it converged
+        (for benchmarks: a fixed amount of work).
+    """
+
+    name: ClassVar[str] = "paper"
+
+    mode: str = "reference"
+    steps: int = 1000
+    step_size: float = 0.002
+    epsilon: float | None = None
+    precision: str = "fp32"
+    early_stop: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self, "mode", self.mode, MODES)
+        check_int(self, "steps", self.steps, minimum=1)
+        check_positive(self, "step_size", self.step_size)
+        check_positive(self, "epsilon", self.epsilon, optional=True)
+        check_choice(self, "precision", self.precision, PRECISIONS)
+        if not isinstance(self.early_stop, bool):
+            raise RobustmerError(
+                f"attack 'paper' early_stop {self.early_stop!r}: invalid; expected true or false"
+            )
+        if MODES[self.mode].bounded and self.epsilon is None:
+            raise RobustmerError(
+                "attack 'paper' epsilon None: bounded mode needs a radius; expected a finite "
+                "number > 0"
+            )
+        if not MODES[self.mode].bounded and self.epsilon is not None:
+            raise RobustmerError(
+                f"attack 'paper' epsilon {self.epsilon!r}: reference mode is unbounded; "
+                "expected no epsilon (or mode=bounded)"
+            )
 
 
 def update_threshold(
@@ -216,96 +271,23 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
 class PaperAttack(Attack):
     """The paper's untargeted attack (see the module docstring and DESIGN.md §7).
 
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Model under attack (output: ``MEROutput``-like or a ``[B, 8]`` tensor).
-    lr : float
-        Adam learning rate on δ (paper: 0.002).
-    max_iters : int
-        Maximum iterations (forward passes) per clip (paper: 1000).
-    mode : str
-        ``"reference"`` or ``"bounded"`` (:data:`MODES`).
-    epsilon : float or None
-        L∞ radius for ``bounded`` mode (normalised-input units); must be None in
-        ``reference`` mode.
-    normalization : MagnitudeScale or None
-        For the SNR (:func:`robustmer.attacks.result.snr_db`); None gives NaN SNRs.
-    precision : str
-        ``"fp32"`` (matches the reference) or ``"bf16"`` (autocast, faster on GPUs).
-    callback : ProgressCallback or None
-        ``callback(iteration, n_active, mean_r)`` after each iteration's forward pass.
-    early_stop : bool
-        False keeps every clip in the loop for ``max_iters`` iterations even after it
-        converged (for benchmarks: a fixed amount of work).
+    Settings: :class:`PaperConfig`. The progress callback, if given to ``__call__``, is
+    called after each iteration's forward pass.
     """
 
-    name = "paper"
+    config_class = PaperConfig
+    config: PaperConfig
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        lr: float = 0.002,
-        max_iters: int = 1000,
-        mode: str = "reference",
-        epsilon: float | None = None,
-        normalization: MagnitudeScale | None = None,
-        precision: str = "fp32",
-        callback: ProgressCallback | None = None,
-        early_stop: bool = True,
-    ) -> None:
-        super().__init__(model, callback=callback)
-        if mode not in MODES:
-            raise RobustmerError(f"attack mode {mode!r}: unknown; expected one of {list(MODES)}")
-        if precision not in PRECISIONS:
-            raise RobustmerError(
-                f"attack precision {precision!r}: unknown; expected one of {list(PRECISIONS)}"
-            )
-        if (
-            isinstance(lr, bool)
-            or not isinstance(lr, int | float)
-            or not (math.isfinite(lr) and lr > 0)
-        ):
-            raise RobustmerError(f"attack lr {lr!r}: invalid; expected a finite number > 0")
-        if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
-            raise RobustmerError(f"attack max_iters {max_iters!r}: invalid; expected an int >= 1")
-        self.mode_name = mode
-        self.mode = MODES[mode]
-        if self.mode.bounded:
-            if epsilon is None or not (math.isfinite(epsilon) and epsilon > 0):
-                raise RobustmerError(
-                    f"attack epsilon {epsilon!r}: invalid for bounded mode; "
-                    "expected a finite number > 0"
-                )
-        elif epsilon is not None:
-            raise RobustmerError(
-                f"attack epsilon {epsilon!r}: reference mode is unbounded; "
-                "expected no epsilon (or mode='bounded')"
-            )
-        self.lr = float(lr)
-        self.max_iters = max_iters
-        self.epsilon = None if epsilon is None else float(epsilon)
-        self.normalization = normalization
-        self.precision = precision
-        self.early_stop = early_stop
-
-    def settings(self) -> dict[str, object]:
-        """``{"attack", "mode", "epsilon", "lr", "max_iters", "precision"}``."""
-        return {
-            "attack": self.name,
-            "mode": self.mode_name,
-            "epsilon": self.epsilon,
-            "lr": self.lr,
-            "max_iters": self.max_iters,
-            "precision": self.precision,
-        }
-
-    def run(self, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
+    def run(
+        self, x: torch.Tensor, y: torch.Tensor, callback: ProgressCallback | None
+    ) -> AttackResult:
         """Attack a checked batch ``x [B, 1, F, T]``, ``y [B, 8]``; see the class docs."""
         start = time.perf_counter()
-        model, mode = self.model, self.mode
-        amp = PRECISIONS[self.precision]
+        config = self.config
+        model, mode = self.model, MODES[config.mode]
+        amp = PRECISIONS[config.precision]
+        # clamp to the largest float of x's dtype not above ε, so |δ| ≤ ε holds exactly
+        bound = None if config.epsilon is None else float_floor(config.epsilon, x.dtype)
         b, device = x.shape[0], x.device
 
         with torch.no_grad(), _autocast(device, amp):
@@ -328,8 +310,8 @@ class PaperAttack(Attack):
         exp_avg_sq = torch.zeros_like(x)  # [A, 1, F, T]
         tau_a = tau.clone()  # [A]
 
-        for it in range(1, self.max_iters + 1):
-            last = it == self.max_iters  # the final step's δ would never be evaluated
+        for it in range(1, config.steps + 1):
+            last = it == config.steps  # the final step's δ would never be evaluated
             d = delta.detach().requires_grad_(not last)  # [A, 1, F, T]
             with torch.set_grad_enabled(not last), _autocast(device, amp):
                 p, mid = model_outputs(model(xa + d))  # [A, 8], [A, 7] | None
@@ -338,7 +320,7 @@ class PaperAttack(Attack):
 
             r = clip_pearson(p, ya)  # [A] float64
             tau_a, reached, stop = update_threshold(r, tau_a, reinit_at_zero=mode.reinit_at_zero)
-            if not self.early_stop:
+            if not config.early_stop:
                 stop = torch.zeros_like(stop)
             best[pos[reached]] = delta[reached]
             pred_last[pos] = p.detach()
@@ -347,7 +329,7 @@ class PaperAttack(Attack):
             iterations[pos] = it
             tau[pos] = tau_a
             converged[pos[stop]] = True
-            self._report(it, len(pos), r)
+            report_progress(callback, it, len(pos), r)
             if last or bool(stop.all()):
                 break
 
@@ -359,10 +341,9 @@ class PaperAttack(Attack):
                 delta, exp_avg, exp_avg_sq = delta[keep], exp_avg[keep], exp_avg_sq[keep]
                 grad = grad[keep]
             # every active clip has stepped in every earlier iteration: common step count
-            adam_step(delta, -grad.sign(), exp_avg, exp_avg_sq, it, lr=self.lr)
-            if mode.bounded:
-                assert self.epsilon is not None
-                delta.clamp_(-self.epsilon, self.epsilon)
+            adam_step(delta, -grad.sign(), exp_avg, exp_avg_sq, it, lr=config.step_size)
+            if bound is not None:
+                delta.clamp_(-bound, bound)
 
         x_adv = x + best  # [B, 1, F, T]
         with torch.no_grad(), _autocast(device, amp):
@@ -393,45 +374,3 @@ class PaperAttack(Attack):
             seconds=time.perf_counter() - start,
         )
 
-
-def paper_attack(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    lr: float = 0.002,
-    max_iters: int = 1000,
-    mode: str = "reference",
-    epsilon: float | None = None,
-    normalization: MagnitudeScale | None = None,
-    precision: str = "fp32",
-    callback: ProgressCallback | None = None,
-) -> AttackResult:
-    """Run the paper's attack on a batch (DESIGN.md §7); see :class:`PaperAttack`.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Model under attack.
-    x : torch.Tensor, shape [B, 1, F, T]
-        Normalised log spectrograms, on the model's device.
-    y : torch.Tensor, shape [B, 8]
-        True ratings / 10.
-    lr, max_iters, mode, epsilon, normalization, precision, callback
-        See :class:`PaperAttack`.
-
-    Returns
-    -------
-    AttackResult
-    """
-    attack = PaperAttack(
-        model,
-        lr=lr,
-        max_iters=max_iters,
-        mode=mode,
-        epsilon=epsilon,
-        normalization=normalization,
-        precision=precision,
-        callback=callback,
-    )
-    return attack(x, y)

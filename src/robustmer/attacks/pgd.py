@@ -7,11 +7,12 @@ maximise ``MSE(f(x + δ), y)`` (per-clip mean over the 8 emotions) subject to ``
 - L2: ``δ ← Π(δ + α · ∇δ / ‖∇δ‖₂)`` with ``Π`` the rescaling onto the L2 ball of radius ε,
   norms per clip (a zero gradient gives a zero step).
 
-``α`` defaults to ``2.5 · ε / iters`` (Madry et al.). With ``random_start`` δ starts uniformly
-distributed in the ball (L∞: each element uniform in [-ε, ε]; L2: uniform in the volume),
-drawn from a CPU generator seeded with ``seed`` (deterministic across devices). With several
-``restarts``, each clip keeps the final δ of the restart with the highest loss. This is the
-update of ART's ``ProjectedGradientDescentPyTorch`` (without random init, ``decay`` or
+Settings: :class:`PGDConfig`. ``α`` (``step_size``) defaults to ``2.5 · ε / steps`` (Madry
+et al.). With ``random_start`` δ starts uniformly distributed in the ball (L∞: each element
+uniform in [-ε, ε]; L2: uniform in the volume), drawn from a CPU generator seeded with
+``seed`` (deterministic across devices). With several ``restarts``, each clip keeps the final
+δ of the restart with the highest loss. This is the update of ART's
+``ProjectedGradientDescentPyTorch`` (without random init, ``decay`` or
 clip values), against which the tests check it.
 """
 
@@ -21,21 +22,22 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
-from torch import nn
 
-from robustmer.attacks.base import Attack, ProgressCallback, model_outputs
-from robustmer.attacks.result import (
-    AttackResult,
-    MagnitudeScale,
-    clip_pearson,
-    perturbation_norms,
-    snr_db,
+from robustmer.attacks.base import (
+    Attack,
+    ProgressCallback,
+    float_floor,
+    model_outputs,
+    report_progress,
 )
+from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
+from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms, snr_db
 from robustmer.errors import RobustmerError
 
-__all__ = ["NORMS", "PGD", "PGDNorm", "pgd"]
+__all__ = ["NORMS", "PGD", "PGDConfig", "PGDNorm"]
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:
@@ -49,7 +51,8 @@ def _linf_direction(grad: torch.Tensor) -> torch.Tensor:
 
 
 def _linf_project(delta: torch.Tensor, eps: float) -> torch.Tensor:
-    return delta.clamp(-eps, eps)
+    bound = float_floor(eps, delta.dtype)  # |δ| ≤ ε exactly, not only up to rounding
+    return delta.clamp(-bound, bound)
 
 
 def _linf_random(shape: torch.Size, eps: float, gen: torch.Generator) -> torch.Tensor:
@@ -101,93 +104,80 @@ NORMS: dict[str, PGDNorm] = {
 """Registry of PGD threat models."""
 
 
-class PGD(Attack):
-    """Projected gradient ascent on the per-clip emotion MSE (see the module docstring).
+@dataclasses.dataclass(frozen=True)
+class PGDConfig(AttackConfig):
+    """Settings of PGD.
 
-    Parameters
+    Attributes
     ----------
-    model : torch.nn.Module
-        Model under attack.
     norm : str
         ``"linf"`` or ``"l2"`` (:data:`NORMS`).
     epsilon : float
-        Radius of the ball (normalised-input units), > 0.
-    step_size : float or None
-        Step α; default ``2.5 · epsilon / iters``.
-    iters : int
+        Radius of the ball (normalised-input units), > 0; required.
+    steps : int
         Gradient steps per restart.
+    step_size : float or None
+        Step α; None: ``2.5 · epsilon / steps``.
     restarts : int
         Independent runs; the one with the highest final loss is kept per clip.
     random_start : bool
         Start each run uniformly in the ball instead of at δ = 0.
     seed : int
         Seed of the random starts.
-    normalization : MagnitudeScale or None
-        For the SNR; None gives NaN SNRs.
-    callback : ProgressCallback or None
-        ``callback(iteration, n_clips, mean_r)`` after each step's forward pass
-        (iteration counted over all restarts).
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        norm: str = "linf",
-        epsilon: float,
-        step_size: float | None = None,
-        iters: int = 40,
-        restarts: int = 1,
-        random_start: bool = False,
-        seed: int = 0,
-        normalization: MagnitudeScale | None = None,
-        callback: ProgressCallback | None = None,
-    ) -> None:
-        super().__init__(model, callback=callback)
-        if norm not in NORMS:
-            raise RobustmerError(f"PGD norm {norm!r}: unknown; expected one of {list(NORMS)}")
-        if epsilon is None or not (math.isfinite(epsilon) and epsilon > 0):
-            raise RobustmerError(f"PGD epsilon {epsilon!r}: invalid; expected a finite number > 0")
-        if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-            raise RobustmerError(f"PGD iters {iters!r}: invalid; expected an int >= 1")
-        if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
-            raise RobustmerError(f"PGD restarts {restarts!r}: invalid; expected an int >= 1")
-        if step_size is None:
-            step_size = 2.5 * epsilon / iters
-        if not (math.isfinite(step_size) and step_size > 0):
+    name: ClassVar[str] = "pgd"
+
+    norm: str = "linf"
+    epsilon: float | None = None
+    steps: int = 40
+    step_size: float | None = None
+    restarts: int = 1
+    random_start: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self, "norm", self.norm, NORMS)
+        check_positive(self, "epsilon", self.epsilon)
+        check_int(self, "steps", self.steps, minimum=1)
+        check_positive(self, "step_size", self.step_size, optional=True)
+        check_int(self, "restarts", self.restarts, minimum=1)
+        check_int(self, "seed", self.seed, minimum=0)
+        if not isinstance(self.random_start, bool):
             raise RobustmerError(
-                f"PGD step_size {step_size!r}: invalid; expected a finite number > 0"
+                f"attack 'pgd' random_start {self.random_start!r}: invalid; expected true or "
+                "false"
             )
-        self.name = f"pgd-{norm}"
-        self.norm_name = norm
-        self.norm = NORMS[norm]
-        self.epsilon = float(epsilon)
-        self.step_size = float(step_size)
-        self.iters = iters
-        self.restarts = restarts
-        self.random_start = bool(random_start)
-        self.seed = int(seed)
-        self.normalization = normalization
 
-    def settings(self) -> dict[str, object]:
-        """``{"attack", "norm", "epsilon", "step_size", "iters", "restarts", ...}``."""
-        return {
-            "attack": self.name,
-            "norm": self.norm_name,
-            "epsilon": self.epsilon,
-            "step_size": self.step_size,
-            "iters": self.iters,
-            "restarts": self.restarts,
-            "random_start": self.random_start,
-            "seed": self.seed,
-        }
+    @property
+    def alpha(self) -> float:
+        """The step size used: ``step_size``, or ``2.5 · epsilon / steps`` when None."""
+        assert self.epsilon is not None  # checked in __post_init__
+        return 2.5 * self.epsilon / self.steps if self.step_size is None else self.step_size
 
-    def run(self, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
+
+class PGD(Attack):
+    """Projected gradient ascent on the per-clip emotion MSE (see the module docstring).
+
+    Settings: :class:`PGDConfig`. The progress callback, if given to ``__call__``, is
+    called as ``callback(iteration, n_clips, mean_r)`` after each step's forward pass
+    (iteration counted over all restarts).
+    """
+
+    config_class = PGDConfig
+    config: PGDConfig
+
+    def run(
+        self, x: torch.Tensor, y: torch.Tensor, callback: ProgressCallback | None
+    ) -> AttackResult:
         """Attack a checked batch ``x [B, 1, F, T]``, ``y [B, 8]``; see the class docs."""
         start = time.perf_counter()
-        model, norm, eps = self.model, self.norm, self.epsilon
+        config = self.config
+        model, norm, eps, alpha = self.model, NORMS[config.norm], config.epsilon, config.alpha
+        assert eps is not None  # checked by PGDConfig
         b = x.shape[0]
-        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        gen = torch.Generator(device="cpu").manual_seed(config.seed)
 
         with torch.no_grad():
             pred_clean, mid_clean = model_outputs(model(x))  # [B, 8], [B, 7] | None
@@ -198,13 +188,13 @@ class PGD(Attack):
         best_pred = pred_clean.clone()  # [B, 8]
         best_mid = None if mid_clean is None else mid_clean.clone()  # [B, 7]
         step = 0
-        for _ in range(self.restarts):
-            if self.random_start:
+        for _ in range(config.restarts):
+            if config.random_start:
                 delta = norm.random(x.shape, eps, gen).to(device=x.device, dtype=x.dtype)
                 delta = norm.project(delta, eps)  # float32 rounding may step outside
             else:
                 delta = torch.zeros_like(x)  # [B, 1, F, T]
-            for _ in range(self.iters):
+            for _ in range(config.steps):
                 step += 1
                 d = delta.detach().requires_grad_(True)  # [B, 1, F, T]
                 with torch.enable_grad():
@@ -212,8 +202,8 @@ class PGD(Attack):
                     loss = (p - y).pow(2).mean(dim=1).sum()  # per-clip MSE, summed
                 (grad,) = torch.autograd.grad(loss, d)  # [B, 1, F, T]
                 passes += b
-                self._report(step, b, clip_pearson(p, y))
-                delta = norm.project(delta + self.step_size * norm.direction(grad), eps)
+                report_progress(callback, step, b, clip_pearson(p, y))
+                delta = norm.project(delta + alpha * norm.direction(grad), eps)
             with torch.no_grad():
                 p, mid = model_outputs(model(x + delta))  # [B, 8], [B, 7] | None
             passes += b
@@ -244,50 +234,3 @@ class PGD(Attack):
             seconds=time.perf_counter() - start,
         )
 
-
-def pgd(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    norm: str = "linf",
-    epsilon: float,
-    step_size: float | None = None,
-    iters: int = 40,
-    restarts: int = 1,
-    random_start: bool = False,
-    seed: int = 0,
-    normalization: MagnitudeScale | None = None,
-    callback: ProgressCallback | None = None,
-) -> AttackResult:
-    """Run PGD on a batch; see :class:`PGD`.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Model under attack.
-    x : torch.Tensor, shape [B, 1, F, T]
-        Normalised log spectrograms.
-    y : torch.Tensor, shape [B, 8]
-        True ratings / 10.
-    norm, epsilon, step_size, iters, restarts, random_start, seed, normalization, callback
-        See :class:`PGD`.
-
-    Returns
-    -------
-    AttackResult
-        ``pred == pred_of_x_adv``; ``threshold`` NaN; ``converged`` False.
-    """
-    attack = PGD(
-        model,
-        norm=norm,
-        epsilon=epsilon,
-        step_size=step_size,
-        iters=iters,
-        restarts=restarts,
-        random_start=random_start,
-        seed=seed,
-        normalization=normalization,
-        callback=callback,
-    )
-    return attack(x, y)

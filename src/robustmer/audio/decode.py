@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -27,39 +28,54 @@ logger = logging.getLogger(__name__)
 _EXPECTED_FORMATS = "a readable wav, flac, mp3 or ogg file"
 
 
+_TERMINALS: list[tuple[int, TextIO]] = []
+"""Streams on duplicates of fd 2's earlier targets, kept open for the process's life (a
+thread may still hold one after a block ends; closing it could fail that thread's write)."""
+
+
+def _stream_to_current_fd2() -> TextIO:
+    """A text stream writing where fd 2 points now (reused while that target is the same)."""
+    for fd, stream in _TERMINALS:
+        if os.path.sameopenfile(fd, 2):
+            return stream
+    fd = os.dup(2)
+    stream = os.fdopen(fd, "w", buffering=1, errors="backslashreplace", closefd=False)
+    _TERMINALS.append((fd, stream))
+    return stream
+
+
 @contextlib.contextmanager
 def quiet_native_stderr() -> Iterator[list[str]]:
     """Keep what C libraries write to file descriptor 2 off the terminal.
 
     libsndfile's mp3 decoder (mpg123) prints "Note: ..." lines on fd 2 for damaged or
     foreign data. Inside the block fd 2 goes to a temporary file; Python's own
-    ``sys.stderr`` (log records, progress bars) is pointed at the original stream for the
-    duration, so it still reaches the terminal. The captured lines are yielded (the list
-    is filled when the block ends).
+    ``sys.stderr`` (log records, progress bars) is pointed at fd 2's previous target for
+    the duration, so it still reaches the terminal. The captured lines are yielded (the
+    list is filled when the block ends).
     """
     captured: list[str] = []
     try:
         saved = os.dup(2)
-    except OSError:  # no fd 2 at all: nothing can reach a terminal
+    except OSError:  # no fd 2: nothing can reach a terminal
         yield captured
         return
     try:
         swap = sys.stderr is not None and sys.stderr.fileno() == 2
-    except (AttributeError, OSError, ValueError):
+    except (AttributeError, OSError, ValueError):  # e.g. a capturing stream
         swap = False
     old_stderr = sys.stderr
     with tempfile.TemporaryFile() as sink:
-        if old_stderr is not None:
-            old_stderr.flush()
-        os.dup2(sink.fileno(), 2)
         if swap:
-            sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, errors="backslashreplace")
+            old_stderr.flush()
+            sys.stderr = _stream_to_current_fd2()
+        os.dup2(sink.fileno(), 2)
         try:
             yield captured
         finally:
             if swap:
-                replacement, sys.stderr = sys.stderr, old_stderr
-                replacement.close()
+                sys.stderr.flush()
+                sys.stderr = old_stderr
             os.dup2(saved, 2)
             os.close(saved)
             sink.seek(0)

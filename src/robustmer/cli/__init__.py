@@ -33,6 +33,7 @@ app = typer.Typer(
 def _register() -> None:
     from robustmer.cli import attack as attack_cmds
     from robustmer.cli import data as data_cmds
+    from robustmer.cli import paper_logs as paper_logs_cmds
     from robustmer.cli import report as report_cmds
     from robustmer.cli import study as study_cmds
     from robustmer.cli import train as train_cmds
@@ -43,6 +44,7 @@ def _register() -> None:
     app.command("train")(train_cmds.train)
     app.command("study")(study_cmds.study)
     app.command("attack")(attack_cmds.attack)
+    app.command("import-paper-logs")(paper_logs_cmds.import_paper_logs)
 
 
 _register()

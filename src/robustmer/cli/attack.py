@@ -7,32 +7,36 @@ from typing import Annotated
 
 import typer
 
+SET_HELP = (
+    "A setting of the attack as KEY=VALUE (repeatable): a field of the attack's settings, "
+    "parsed by the field's type ('none' for an optional field), e.g. --set steps=100, or "
+    "--attack pgd --set epsilon=0.1 --set norm=l2. --set help lists the attack's fields and "
+    "defaults; an unknown key is an error."
+)
+
+
+def attack_settings(name: str, settings: list[str] | None) -> object:
+    """The :class:`AttackConfig` of attack ``name`` with ``--set KEY=VALUE`` settings."""
+    from robustmer.attacks import attack_class
+    from robustmer.errors import RobustmerError
+
+    config_class = attack_class(name).config_class
+    if settings and "help" in settings:
+        typer.echo(config_class.describe())
+        raise typer.Exit(0)
+    try:
+        return config_class.parse(settings or [])
+    except RobustmerError as exc:
+        raise RobustmerError(f"--attack {name} --set: {exc}") from None
+
 
 def attack(
     run: Annotated[Path, typer.Option("--run", help="Training run directory.")],
     attack: Annotated[
-        str, typer.Option("--attack", help="Attack: paper, pgd-linf or pgd-l2.")
+        str, typer.Option("--attack", help="Attack name: paper, pgd (robustmer.attacks.ATTACKS).")
     ] = "paper",
-    epsilon: Annotated[
-        float | None,
-        typer.Option(
-            help="Perturbation radius (normalised input). Paper attack: selects bounded mode. "
-            "Required for PGD."
-        ),
-    ] = None,
-    iters: Annotated[
-        int | None, typer.Option(help="Paper attack: max iterations (1000). PGD: steps (40).")
-    ] = None,
-    lr: Annotated[
-        float | None,
-        typer.Option(help="Paper attack: Adam learning rate (0.002). PGD: step size."),
-    ] = None,
-    mode: Annotated[
-        str | None,
-        typer.Option(
-            help="Paper attack: 'reference' (paper's code, unbounded; default without "
-            "--epsilon) or 'bounded' (default with --epsilon)."
-        ),
+    settings: Annotated[
+        list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP)
     ] = None,
     split: Annotated[str, typer.Option(help="test, validation or train.")] = "test",
     batch_size: Annotated[int, typer.Option(help="Clips attacked at once.")] = 36,
@@ -41,31 +45,32 @@ def attack(
         bool, typer.Option("--save-examples", help="Also write examples.npy (x_adv).")
     ] = False,
     out: Annotated[
-        Path | None, typer.Option(help="Output directory (default RUN/attacks/<attack>).")
+        Path | None, typer.Option(help="Output directory (default RUN/attacks/<key>).")
     ] = None,
 ) -> None:
-    """Attack RUN's clips; writes RUN/attacks/<attack>/{clips.parquet,clips.csv,summary.json}.
+    """Attack RUN's clips; writes RUN/attacks/<key>/{clips.parquet,clips.csv,summary.json}.
 
-    A finished attack with the same settings is skipped. See docs/attacks.md.
+    <key> is derived from the attack's full settings (e.g. paper-1a2b3c4d5e), so attacks
+    with other settings never overwrite each other; a finished identical attack is skipped.
+    Example: robustmer attack --run RUN --attack pgd --set epsilon=0.1 --set steps=20.
+    See docs/attacks.md.
     """
     from robustmer.evaluation import attack_run
+    from robustmer.training import resolve_device
 
+    config = attack_settings(attack, settings)
     summary = attack_run(
         run,
-        attack=attack,
+        config,
         split=split,
-        epsilon=epsilon,
-        iters=iters,
-        lr=lr,
-        mode=mode,
         batch_size=batch_size,
-        device=device,
+        device=resolve_device(device),
         save_examples=save_examples,
         out=out,
     )
     typer.echo(
-        f"{summary['system']} seed {summary['seed']} {summary['attack']}: "
-        f"MAE {summary['mae_clean']:.4f} -> {summary['mae_adv']:.4f} "
-        f"(ΔMAE {summary['delta_mae']:+.4f}), {summary['n_clips']} clips, "
-        f"{summary['attack_seconds']:.1f} s"
+        f"{summary.system} seed {summary.seed} {summary.key}: "
+        f"MAE {summary.mae_clean:.4f} -> {summary.mae_adv:.4f} "
+        f"(ΔMAE {summary.delta_mae:+.4f}), {summary.n_clips} clips, "
+        f"{summary.cost.wall_seconds:.1f} s"
     )

@@ -38,8 +38,9 @@ def train(
     adv_every: Annotated[
         int | None, typer.Option(help="Adversarial systems: every N-th epoch (paper: 5).")
     ] = None,
-    adv_iters: Annotated[
-        int | None, typer.Option(help="Attack iterations in adversarial training (paper: 50).")
+    adv_steps: Annotated[
+        int | None,
+        typer.Option(help="Steps of the adversarial-training attack (paper attack: 50)."),
     ] = None,
     channels_last: Annotated[
         bool | None, typer.Option("--channels-last/--no-channels-last", help="Memory format.")
@@ -70,10 +71,11 @@ def train(
         lr=lr,
         batch_size=batch_size,
         adv_every=adv_every,
-        adv_iters=adv_iters,
         channels_last=channels_last,
         amp=amp,
     )
+    if adv_steps is not None:
+        config = config.replace(adv_attack=config.adv_attack.replace(steps=adv_steps))
     final = run_train(data, out, config, device=dev, progress=progress)
     test = final["metrics"]["test"]["emotions"]
     typer.echo(

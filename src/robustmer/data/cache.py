@@ -7,7 +7,8 @@ replaced only when complete)::
                            targets, normalisation, front-end parameters, excerpt offsets,
                            source hashes, and ``sha256``: the SHA-256 of each array file
                            and of the targets (ids, split, ratings, mid-level targets,
-                           normalisation, front end), checked on every load
+                           normalisation, front end), checked on every load, and of each
+                           spectrogram file, checked before ``prepare`` re-uses it
     excerpts.npy           float32 [N, frames, 149], normalised log-filtered spectrogram
     emotions.npy           float32 [N, 8], ratings / 10
     midlevel.npy           float32 [N, 7], mid-level ratings / 10
@@ -187,9 +188,16 @@ def write_cache(
     excerpts = np.asarray(excerpts, dtype=np.float32)
     emotions = np.asarray(emotions, dtype=np.float32)
     midlevel = np.asarray(midlevel, dtype=np.float32)
-    assert excerpts.ndim == 3 and excerpts.shape[0] == n, excerpts.shape
-    assert emotions.shape == (n, len(EMOTIONS)), emotions.shape
-    assert midlevel.shape == (n, len(MIDLEVEL_FEATURES)), midlevel.shape
+    expected = {
+        "excerpts": (excerpts, (n, *excerpts.shape[1:]) if excerpts.ndim == 3 else (n, -1, -1)),
+        "emotions": (emotions, (n, len(EMOTIONS))),
+        "midlevel": (midlevel, (n, len(MIDLEVEL_FEATURES))),
+    }
+    for name, (array, shape) in expected.items():
+        if array.shape != shape:
+            raise RobustmerError(
+                f"cache {name}: shape {array.shape}; expected {shape} for {n} clip ids"
+            )
     known = set(ids)
     for name in SPLITS:
         if name not in split:
@@ -224,6 +232,10 @@ def write_cache(
             **{name: sha256_file(tmp / name) for name in ARRAY_FILES},
             "targets": targets_hash(manifest),
         }
+        if spectrograms:  # checked by prepare before it re-uses one
+            manifest["sha256"]["spectrograms"] = {
+                f"{i:03d}": sha256_file(tmp / "spectrograms" / f"{i:03d}.npy") for i in spectrograms
+            }
         write_json(tmp / "manifest.json", manifest)
     return out
 

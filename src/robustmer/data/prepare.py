@@ -50,7 +50,10 @@ def excerpt(
     offset : int
         First frame of the excerpt (in the repeated spectrogram).
     """
-    assert spectrogram.ndim == 2 and len(spectrogram) > 0
+    if spectrogram.ndim != 2 or len(spectrogram) == 0:
+        raise RobustmerError(
+            f"spectrogram of shape {spectrogram.shape}; expected a non-empty (T, bands) array"
+        )
     if len(spectrogram) < frames:
         reps = -(-frames // len(spectrogram))
         spectrogram = np.concatenate([spectrogram] * reps, axis=0)
@@ -70,7 +73,10 @@ def _check_repeat(file: Path, clip_frames: int, frames: int, max_repeat: float |
 
 
 def _previous_spectrograms(out: Path, frontend_dict: dict) -> dict[str, Path]:
-    """sha256 -> spectrogram file of an existing cache made with the same front end."""
+    """sha256 -> spectrogram file of an existing cache made with the same front end.
+
+    Only files whose own SHA-256 matches the one recorded when they were written count.
+    """
     manifest_path = out / "manifest.json"
     if not manifest_path.is_file():
         return {}
@@ -84,10 +90,11 @@ def _previous_spectrograms(out: Path, frontend_dict: dict) -> dict[str, Path]:
         or manifest.get("frontend") != frontend_dict
     ):
         return {}
+    recorded = (manifest.get("sha256") or {}).get("spectrograms") or {}
     reuse = {}
     for key, src in manifest.get("sources", {}).items():
         file = out / "spectrograms" / f"{key}.npy"
-        if file.is_file():
+        if file.is_file() and recorded.get(key) == sha256_file(file):
             reuse[src["sha256"]] = file
     return reuse
 

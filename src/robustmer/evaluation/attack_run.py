@@ -1,351 +1,383 @@
 """Attack one trained run and log the per-clip results (DESIGN.md §7, §8).
 
-``attack_run(RUN_DIR)`` loads the run's best checkpoint and its data cache, attacks every
-clip of a split in batches and writes, in ``RUN_DIR/attacks/<attack>/``:
+``attack_run(RUN_DIR, config)`` loads the run's best checkpoint and its data cache, attacks
+every clip of a split in batches with the attack of ``config`` (any
+:class:`robustmer.attacks.AttackConfig`) and writes, in ``RUN_DIR/attacks/<config.key()>/``
+(:func:`robustmer.records.attack_dir`; the key is derived from the full settings, so two
+attacks never share a directory):
 
 ``clips.parquet`` / ``clips.csv``
-    One row per clip: ``clip_id, system, seed, attack, mode, epsilon, lr, max_iters,
-    iterations, converged, threshold, l2, linf, snr_db, mae_clean, mae_adv``,
-    ``true_<emotion>``, ``clean_<emotion>``, ``adv_<emotion>`` for the 8 emotions and, for
-    bottleneck models, ``clean_mid_<feature>``, ``adv_mid_<feature>`` for the 7 mid-level
-    features. Ratings on the training scale (ratings / 10). ``adv_*`` is
-    :attr:`AttackResult.pred`, the prediction the paper logs (for the reference mode that of
-    the last iteration, not of the returned example).
+    One row per clip, the columns of :data:`robustmer.records.CLIP_COLUMNS`. ``adv_*`` is
+    :attr:`AttackResult.pred`, the prediction the paper logs (for the paper attack's
+    reference mode that of the last iteration, not of the returned example).
 ``summary.json``
-    MAE clean / adversarial, ΔMAE, average correlation clean / adversarial, SNR mean and
-    median (over clips with a finite SNR), mean iterations, converged fraction, wall time,
-    model passes, device and the settings. Its presence with the same settings means the
-    attack is done: a re-run returns it without attacking again.
+    A :class:`robustmer.records.AttackSummary`: the settings, the data and checkpoint it
+    was run on, the aggregate results and the cost. Its presence with the same identity
+    means the attack is done: a re-run returns it without attacking again.
 ``examples.npy`` (with ``save_examples``)
     float32 ``[n, 1, frames, 149]``, the adversarial examples in the table's row order.
 
-For the PGD attacks, ``lr`` is the step size, ``max_iters`` the number of steps and
-``mode`` is ``"bounded"``.
+Clips whose input gradient of the MSE is exactly zero at the start (e.g. a label equal to
+the prediction) cannot be moved by a gradient attack: they are flagged in the table
+(``zero_gradient``) and named in one logged warning.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from robustmer._io import (
-    atomic_path,
-    check_writable,
-    read_json,
-    sha256_file,
-    to_jsonable,
-    write_json,
-    write_table,
-)
+import numpy as np
+
+from robustmer._io import atomic_path, check_writable, sha256_file, to_jsonable, write_table
 from robustmer.errors import RobustmerError
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
+from robustmer.provenance import device_name
+from robustmer.records import (
+    BEST_FILE,
+    CLIPS_STEM,
+    EXAMPLES_FILE,
+    SUMMARY_FILE,
+    AttackSummary,
+    Cost,
+    attack_dir,
+    clip_columns,
+)
 
-__all__ = ["ATTACK_SETTINGS", "SUMMARY_FORMAT", "attack_run", "clip_columns"]
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from robustmer.attacks import AttackConfig, AttackResult
+    from robustmer.training import Run
+
+__all__ = ["attack_run"]
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_FORMAT = "robustmer-attack"
-"""``format`` field of ``summary.json``."""
 
+@dataclasses.dataclass
+class _Outcome:
+    """The concatenated per-clip results of all batches (numpy, in clip order)."""
 
-def _paper_settings(
-    epsilon: float | None, iters: int | None, lr: float | None, mode: str | None
-) -> dict[str, Any]:
-    if mode is None:
-        mode = "reference" if epsilon is None else "bounded"
-    return {
-        "mode": mode,
-        "epsilon": epsilon,
-        "lr": 0.002 if lr is None else float(lr),
-        "max_iters": 1000 if iters is None else int(iters),
-        "precision": "fp32",
-    }
-
-
-def _pgd_settings(
-    epsilon: float | None, iters: int | None, lr: float | None, mode: str | None
-) -> dict[str, Any]:
-    if mode not in (None, "bounded"):
-        raise RobustmerError(f"attack mode {mode!r}: PGD is always bounded; expected no mode")
-    if epsilon is None:
-        raise RobustmerError("attack epsilon: missing; expected a number > 0 for PGD")
-    iters = 40 if iters is None else int(iters)
-    return {
-        "epsilon": float(epsilon),
-        "iters": iters,
-        "step_size": 2.5 * float(epsilon) / iters if lr is None else float(lr),
-    }
-
-
-ATTACK_SETTINGS = {
-    "paper": _paper_settings,
-    "pgd-linf": _pgd_settings,
-    "pgd-l2": _pgd_settings,
-}
-"""Per attack name: ``(epsilon, iters, lr, mode) -> keyword settings of its factory``
-(defaults filled in), from the options of :func:`attack_run`."""
-
-
-def clip_columns(bottleneck: bool) -> list[str]:
-    """Column names of ``clips.parquet`` (see the module docstring)."""
-    cols = [
-        "clip_id",
-        "system",
-        "seed",
-        "attack",
-        "mode",
-        "epsilon",
-        "lr",
-        "max_iters",
-        "iterations",
-        "converged",
-        "threshold",
-        "l2",
-        "linf",
-        "snr_db",
-        "mae_clean",
-        "mae_adv",
-    ]
-    for prefix in ("true", "clean", "adv"):
-        cols += [f"{prefix}_{e}" for e in EMOTIONS]
-    if bottleneck:
-        for prefix in ("clean_mid", "adv_mid"):
-            cols += [f"{prefix}_{f}" for f in MIDLEVEL_FEATURES]
-    return cols
-
-
-def _finite_stats(values: Any) -> tuple[float | None, float | None, int]:
-    import numpy as np
-
-    v = np.asarray(values, dtype=np.float64)
-    finite = v[np.isfinite(v)]
-    if finite.size == 0:
-        return None, None, 0
-    return float(finite.mean()), float(np.median(finite)), int(finite.size)
+    arrays: dict[str, np.ndarray]
+    zero_gradient: np.ndarray  # [n] bool
+    seconds: float
+    model_passes: int
 
 
 def attack_run(
     run_dir: str | os.PathLike[str],
+    config: AttackConfig,
     *,
-    attack: str = "paper",
     split: str = "test",
-    epsilon: float | None = None,
-    iters: int | None = None,
-    lr: float | None = None,
-    mode: str | None = None,
     batch_size: int = 36,
-    device: str = "auto",
+    device: torch.device | str | None = None,
     save_examples: bool = False,
     progress: bool = True,
     out: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
-    """Attack a trained run's split and write ``clips.{parquet,csv}`` and ``summary.json``.
+) -> AttackSummary:
+    """Attack a trained run's split; write ``clips.{parquet,csv}`` and ``summary.json``.
 
     Parameters
     ----------
     run_dir : str or PathLike
         A training run (``robustmer.training.load_run``).
-    attack : str
-        ``"paper"``, ``"pgd-linf"`` or ``"pgd-l2"`` (:data:`robustmer.attacks.ATTACKS`).
+    config : AttackConfig
+        The attack and its settings (``robustmer.attacks.attack_config(name, ...)``).
     split : str
         ``"test"`` (the paper's 36 clips), ``"validation"`` or ``"train"``.
-    epsilon : float, optional
-        L∞ (L2 for ``pgd-l2``) radius, normalised-input units. Paper attack: giving it
-        selects ``bounded`` mode unless ``mode`` says otherwise. Required for PGD.
-    iters : int, optional
-        Paper attack: ``max_iters`` (default 1000). PGD: steps (default 40).
-    lr : float, optional
-        Paper attack: Adam learning rate (default 0.002). PGD: step size (default
-        ``2.5 · epsilon / iters``).
-    mode : str, optional
-        Paper attack: ``"reference"`` (default without ``epsilon``) or ``"bounded"``
-        (default with ``epsilon``).
     batch_size : int
         Clips attacked together (results do not depend on it).
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
+    device : torch.device, optional
+        Where to attack; default CUDA when available, else the CPU.
     save_examples : bool
         Also write the adversarial examples as ``examples.npy``.
     progress : bool
         Show a progress bar per iteration block with the current mean correlation.
     out : str or PathLike, optional
-        Output directory; default ``RUN_DIR/attacks/<attack>``.
+        Output directory; default ``RUN_DIR/attacks/<config.key()>``
+        (:func:`robustmer.records.attack_dir`).
 
     Returns
     -------
-    dict
+    AttackSummary
         The content of ``summary.json``.
 
     Raises
     ------
     RobustmerError
-        Unknown attack or split, an empty split, ``epsilon ≤ 0``, bad settings, or a run
-        without a checkpoint.
+        Unknown split, an empty split, invalid settings, or a run without a checkpoint.
     """
-    import numpy as np
-    import pandas as pd
-    import torch
-
-    from robustmer import metrics
-    from robustmer.attacks import ATTACKS, AttackResult
-    from robustmer.progress import progress_bar
     from robustmer.training import load_run
 
+    _check_options(config, batch_size)
     check_writable(out if out is not None else Path(run_dir) / "attacks", "attack output directory")
-    if attack not in ATTACKS:
-        raise RobustmerError(f"attack {attack!r}: unknown; expected one of {list(ATTACKS)}")
-    if epsilon is not None and not (math.isfinite(epsilon) and epsilon > 0):
-        raise RobustmerError(f"attack epsilon {epsilon!r}: invalid; expected a number > 0")
-    if iters is not None and iters < 1:
-        raise RobustmerError(f"attack iters {iters!r}: invalid; expected an int >= 1")
-    if lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise RobustmerError(f"attack lr {lr!r}: invalid; expected a number > 0")
-    if batch_size < 1:
-        raise RobustmerError(f"attack batch_size {batch_size!r}: invalid; expected >= 1")
-    factory_settings = ATTACK_SETTINGS[attack](epsilon, iters, lr, mode)
+    run = load_run(run_dir, device="auto" if device is None else device)
+    x, y, ids = _split_arrays(run, split)
+    out_dir = Path(out) if out is not None else attack_dir(run.path, config.key(), split)
+    identity = _identity(run, config, split, len(ids))
+    done = _finished(out_dir, identity, save_examples)
+    if done is not None:
+        logger.info("%s: attack already done with these settings; skipped", out_dir)
+        return done
+    label = f"{run.system.name}-seed{run.config.seed} {config.name}"
+    outcome = _attack_batches(run, config, x, y, batch_size, progress, label)
+    table = _clip_table(run, config, ids, y, outcome)
+    _write_outputs(out_dir, table, outcome, save_examples)
+    summary = _summary(run, config, identity, table, outcome)
+    summary.write(out_dir / SUMMARY_FILE)
+    _warn_zero_gradient(label, table)
+    logger.info(
+        "%s: MAE %.4f -> %.4f (ΔMAE %+.4f), avg corr %.3f -> %.3f, %.1f s",
+        label,
+        summary.mae_clean,
+        summary.mae_adv,
+        summary.delta_mae,
+        summary.avg_corr_clean,
+        summary.avg_corr_adv,
+        summary.cost.wall_seconds,
+    )
+    return summary
 
-    run = load_run(run_dir, device=device)
-    model, cache = run.model, run.cache
+
+def _check_options(config: object, batch_size: int) -> None:
+    from robustmer.attacks import AttackConfig
+
+    if not isinstance(config, AttackConfig):
+        raise RobustmerError(
+            f"attack settings {config!r}: expected an AttackConfig "
+            "(robustmer.attacks.attack_config(name, ...))"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise RobustmerError(f"attack batch_size {batch_size!r}: invalid; expected an int >= 1")
+
+
+def _split_arrays(run: Run, split: str) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """``x [n, 1, F, 149]``, ``y [n, 8]`` and the clip ids of a split (RobustmerError if empty)."""
+    x, y, _mid, ids = run.cache.arrays(split)
+    if len(ids) == 0:
+        raise RobustmerError(
+            f"{run.cache.path}: split {split!r} is empty; expected clips to attack"
+        )
+    return x, y, list(ids)
+
+
+def _identity(run: Run, config: AttackConfig, split: str, n: int) -> dict[str, Any]:
+    """What a finished result must match to be reused (:meth:`AttackSummary.identity`)."""
+    best = Path(run.path) / BEST_FILE
+    return to_jsonable(
+        {
+            "attack": config.to_dict(),
+            "split": split,
+            "n_clips": n,
+            "checkpoint_sha256": sha256_file(best) if best.is_file() else None,
+            "cache_manifest_sha256": getattr(run.cache, "manifest_hash", None),
+        }
+    )
+
+
+def _finished(out_dir: Path, identity: dict[str, Any], save_examples: bool) -> AttackSummary | None:
+    """The summary of a finished identical attack in ``out_dir``, else None."""
+    path = out_dir / SUMMARY_FILE
+    if not (path.is_file() and (out_dir / f"{CLIPS_STEM}.parquet").is_file()):
+        return None
+    try:
+        previous = AttackSummary.read(path)
+    except RobustmerError as exc:  # another version or a damaged file: redo it
+        logger.info("%s: %s; attacking again", path, exc)
+        return None
+    if to_jsonable(previous.identity()) != identity:
+        return None
+    if save_examples and not (out_dir / EXAMPLES_FILE).is_file():
+        return None
+    return previous
+
+
+def _attack_batches(
+    run: Run,
+    config: AttackConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    progress: bool,
+    label: str,
+) -> _Outcome:
+    """Attack ``x [n, 1, F, 149]`` in batches; flag zero-gradient clips first."""
+    import torch
+
+    from robustmer.attacks import build_attack, zero_gradient
+    from robustmer.progress import progress_bar
+
+    model = run.model
     dev = next(model.parameters()).device
-    out_dir = Path(out) if out is not None else Path(run.path) / "attacks" / attack
-    x_all, y_all, _mid_true, ids = cache.arrays(split)  # [n,1,F,149], [n,8], [n,7], n ids
-    n = len(ids)
-    if n == 0:
-        raise RobustmerError(f"{cache.path}: split {split!r} is empty; expected clips to attack")
-
-    # building the attack validates the settings (RobustmerError) before anything runs
-    probe = ATTACKS[attack](model, normalization=cache.normalization, **factory_settings)
-    best = Path(run.path) / "best.safetensors"
-    settings = {
-        **probe.settings(),
-        "split": split,
-        "n_clips": n,
-        "checkpoint_sha256": sha256_file(best) if best.is_file() else None,
-        "cache_manifest_sha256": getattr(cache, "manifest_hash", None),
-    }
-    summary_path = out_dir / "summary.json"
-    if summary_path.is_file() and (out_dir / "clips.parquet").is_file():
-        try:
-            previous = read_json(summary_path)
-        except RobustmerError:
-            previous = None
-        if (
-            isinstance(previous, dict)
-            and previous.get("settings") == to_jsonable(settings)
-            and (not save_examples or (out_dir / "examples.npy").is_file())
-        ):
-            logger.info("%s: attack already done with these settings; skipped", out_dir)
-            return previous
-
-    label = f"{run.system.name}-seed{run.config.seed} {attack}"
+    attack = build_attack(config, model, normalization=run.cache.normalization)
+    n, per_batch = len(x), config.max_iterations()
+    batches = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
     results: list[AttackResult] = []
-    batches = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-    total_iters = int(factory_settings.get("max_iters", factory_settings.get("iters", 1)))
-    logger.info("%s: attacking %d %s clips on %s", label, n, split, dev)
+    zero: list[torch.Tensor] = []
+    logger.info("%s: attacking %d clips on %s", label, n, dev)
     with progress_bar(enabled=progress) as bar:
-        task = bar.add_task(label, total=len(batches) * total_iters)
+        task = bar.add_task(label, total=len(batches) * per_batch)
         for b_idx, (lo, hi) in enumerate(batches):
-            base = b_idx * total_iters
+            base = b_idx * per_batch
 
             def report(it: int, n_active: int, mean_r: float, base: int = base) -> None:
                 bar.update(
                     task,
-                    completed=base + min(it, total_iters),
+                    completed=base + min(it, per_batch),
                     description=f"{label} [{n_active} active, mean r {mean_r:+.3f}]",
                 )
 
-            attacker = ATTACKS[attack](
-                model, normalization=cache.normalization, callback=report, **factory_settings
-            )
-            x = x_all[lo:hi].to(dev)  # [b, 1, F, 149]
-            y = y_all[lo:hi].to(dev)  # [b, 8]
-            results.append(attacker(x, y))
-            bar.update(task, completed=base + total_iters)
+            xb, yb = x[lo:hi].to(dev), y[lo:hi].to(dev)  # [b, 1, F, 149], [b, 8]
+            zero.append(zero_gradient(model.eval(), xb, yb))  # [b]
+            results.append(attack(xb, yb, callback=report))
+            bar.update(task, completed=base + per_batch)
+    return _concat(results, torch.cat(zero).numpy())
 
-    def cat(name: str) -> np.ndarray:
-        return torch.cat([getattr(r, name) for r in results]).numpy()
 
-    y_np = y_all.numpy().astype(np.float64)  # [n, 8]
-    clean, adv, adv_x = cat("pred_clean"), cat("pred"), cat("pred_of_x_adv")  # [n, 8]
-    s = settings
+def _concat(results: list[AttackResult], zero: np.ndarray) -> _Outcome:
+    import torch
+
+    names = ["x_adv", "pred_clean", "pred", "pred_of_x_adv", "iterations", "converged"]
+    names += ["threshold", "l2", "linf", "snr_db"]
+    if results[0].midlevel_clean is not None:
+        names += ["midlevel_clean", "midlevel_adv"]
+    arrays = {k: torch.cat([getattr(r, k) for r in results]).numpy() for k in names}
+    return _Outcome(
+        arrays=arrays,
+        zero_gradient=zero,
+        seconds=float(sum(r.seconds for r in results)),
+        model_passes=int(sum(r.model_passes for r in results)),
+    )
+
+
+def _clip_table(
+    run: Run, config: AttackConfig, ids: list[int], y: torch.Tensor, outcome: _Outcome
+) -> pd.DataFrame:
+    """The per-clip table (:data:`robustmer.records.CLIP_COLUMNS`)."""
+    import pandas as pd
+
+    a, n = outcome.arrays, len(ids)
+    y_np = y.numpy().astype(np.float64)  # [n, 8]
+    epsilon = getattr(config, "epsilon", None)  # the common name of the threat radius
     table: dict[str, Any] = {
         "clip_id": np.asarray(ids, dtype=np.int64),
         "system": [run.system.name] * n,
         "seed": np.full(n, int(run.config.seed), dtype=np.int64),
-        "attack": [attack] * n,
-        "mode": [s.get("mode", "bounded")] * n,
-        "epsilon": np.full(n, np.nan if s.get("epsilon") is None else s["epsilon"]),
-        "lr": np.full(n, float(s.get("lr", s.get("step_size", np.nan)))),
-        "max_iters": np.full(n, int(s.get("max_iters", s.get("iters", 0))), dtype=np.int64),
-        "iterations": cat("iterations"),
-        "converged": cat("converged"),
-        "threshold": cat("threshold"),
-        "l2": cat("l2").astype(np.float64),
-        "linf": cat("linf").astype(np.float64),
-        "snr_db": cat("snr_db"),
-        "mae_clean": np.abs(y_np - clean).mean(axis=1),
-        "mae_adv": np.abs(y_np - adv).mean(axis=1),
+        "attack": [config.name] * n,
+        "attack_key": [config.key()] * n,
+        "epsilon": np.full(n, math.nan if epsilon is None else float(epsilon)),
+        "iterations": a["iterations"],
+        "converged": a["converged"],
+        "threshold": a["threshold"],
+        "l2": a["l2"].astype(np.float64),
+        "linf": a["linf"].astype(np.float64),
+        "snr_db": a["snr_db"],
+        "zero_gradient": outcome.zero_gradient,
+        "mae_clean": np.abs(y_np - a["pred_clean"]).mean(axis=1),
+        "mae_adv": np.abs(y_np - a["pred"]).mean(axis=1),
     }
-    for prefix, values in (("true", y_np), ("clean", clean), ("adv", adv)):
+    for prefix, values in (("true", y_np), ("clean", a["pred_clean"]), ("adv", a["pred"])):
         for j, emotion in enumerate(EMOTIONS):
             table[f"{prefix}_{emotion}"] = values[:, j].astype(np.float64)
-    bottleneck = results[0].midlevel_clean is not None
+    bottleneck = "midlevel_clean" in a
     if bottleneck:
         for prefix, name in (("clean_mid", "midlevel_clean"), ("adv_mid", "midlevel_adv")):
-            values = cat(name)  # [n, 7]
             for j, feature in enumerate(MIDLEVEL_FEATURES):
-                table[f"{prefix}_{feature}"] = values[:, j].astype(np.float64)
-    df = pd.DataFrame(table, columns=clip_columns(bottleneck))
-    assert len(df) == n
+                table[f"{prefix}_{feature}"] = a[name][:, j].astype(np.float64)
+    return pd.DataFrame(table, columns=clip_columns(bottleneck))
 
+
+def _write_outputs(
+    out_dir: Path, table: pd.DataFrame, outcome: _Outcome, save_examples: bool
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(df, out_dir / "clips")
+    write_table(table, out_dir / CLIPS_STEM)
     if save_examples:
-        with atomic_path(out_dir / "examples.npy") as tmp, open(tmp, "wb") as fh:
-            np.save(fh, cat("x_adv").astype(np.float32))
+        with atomic_path(out_dir / EXAMPLES_FILE) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, outcome.arrays["x_adv"].astype(np.float32))
 
-    mae_clean, mae_adv = metrics.mae(y_np, clean), metrics.mae(y_np, adv)
-    snr_mean, snr_median, snr_finite = _finite_stats(table["snr_db"])
-    summary = {
-        "format": SUMMARY_FORMAT,
-        "version": 1,
-        "run": str(run.path),
-        "system": run.system.name,
-        "seed": int(run.config.seed),
-        "attack": attack,
-        "n_clips": n,
-        "mae_clean": mae_clean,
-        "mae_adv": mae_adv,
-        "delta_mae": mae_adv - mae_clean,
-        "mae_adv_of_x_adv": metrics.mae(y_np, adv_x),
-        "avg_corr_clean": metrics.average_correlation(y_np, clean),
-        "avg_corr_adv": metrics.average_correlation(y_np, adv),
-        "snr_db_mean": snr_mean,
-        "snr_db_median": snr_median,
-        "snr_db_finite_clips": snr_finite,
-        "iterations_mean": float(table["iterations"].mean()),
-        "converged_fraction": float(table["converged"].mean()),
-        "l2_mean": float(table["l2"].mean()),
-        "linf_max": float(table["linf"].max()),
-        "attack_seconds": float(sum(r.seconds for r in results)),
-        "model_passes": int(sum(r.model_passes for r in results)),
-        "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "settings": settings,
-    }
-    write_json(summary_path, summary)
-    logger.info(
-        "%s: MAE %.4f -> %.4f (ΔMAE %+.4f), avg corr %.3f -> %.3f, %.1f s",
-        label,
-        mae_clean,
-        mae_adv,
-        mae_adv - mae_clean,
-        summary["avg_corr_clean"],
-        summary["avg_corr_adv"],
-        summary["attack_seconds"],
+
+def _finite_stats(values: np.ndarray) -> tuple[float, float, int]:
+    v = np.asarray(values, dtype=np.float64)
+    finite = v[np.isfinite(v)]
+    if finite.size == 0:
+        return math.nan, math.nan, 0
+    return float(finite.mean()), float(np.median(finite)), int(finite.size)
+
+
+def _attack_cost(run: Run, table: pd.DataFrame, outcome: _Outcome) -> Cost:
+    """The attack's cost; the zero-gradient check adds one forward and backward per clip."""
+    import torch
+
+    dev = next(run.model.parameters()).device
+    iterations, n = int(table["iterations"].sum()), len(table)
+    return Cost(
+        wall_seconds=outcome.seconds,
+        forward_clip_passes=outcome.model_passes + n,
+        backward_clip_passes=iterations + n,
+        attack_clip_iterations=iterations,
+        device=str(dev),
+        device_name=device_name(dev),
+        torch=torch.__version__,
     )
-    return read_json(summary_path)
+
+
+def _summary(
+    run: Run,
+    config: AttackConfig,
+    identity: dict[str, Any],
+    table: pd.DataFrame,
+    outcome: _Outcome,
+) -> AttackSummary:
+    from robustmer import metrics
+
+    y = table[[f"true_{e}" for e in EMOTIONS]].to_numpy()  # [n, 8]
+    clean, adv = outcome.arrays["pred_clean"], outcome.arrays["pred"]  # [n, 8]
+    mae_clean, mae_adv = metrics.mae(y, clean), metrics.mae(y, adv)
+    snr_mean, snr_median, snr_finite = _finite_stats(table["snr_db"].to_numpy())
+    return AttackSummary(
+        run=str(run.path),
+        system=run.system.name,
+        seed=int(run.config.seed),
+        attack=identity["attack"],
+        key=config.key(),
+        split=identity["split"],
+        n_clips=identity["n_clips"],
+        checkpoint_sha256=identity["checkpoint_sha256"],
+        cache_manifest_sha256=identity["cache_manifest_sha256"],
+        mae_clean=mae_clean,
+        mae_adv=mae_adv,
+        delta_mae=mae_adv - mae_clean,
+        mae_adv_of_x_adv=metrics.mae(y, outcome.arrays["pred_of_x_adv"]),
+        avg_corr_clean=metrics.average_correlation(y, clean),
+        avg_corr_adv=metrics.average_correlation(y, adv),
+        snr_db_mean=snr_mean,
+        snr_db_median=snr_median,
+        snr_db_finite_clips=snr_finite,
+        iterations_mean=float(table["iterations"].mean()),
+        converged_fraction=float(table["converged"].mean()),
+        l2_mean=float(table["l2"].mean()),
+        linf_max=float(table["linf"].max()),
+        zero_gradient_clips=tuple(int(c) for c in table.loc[table["zero_gradient"], "clip_id"]),
+        cost=_attack_cost(run, table, outcome),
+    )
+
+
+def _warn_zero_gradient(label: str, table: pd.DataFrame) -> None:
+    """One warning naming the clips a gradient attack could not move from the start."""
+    clips = [int(c) for c in table.loc[table["zero_gradient"], "clip_id"]]
+    if clips:
+        logger.warning(
+            "%s: %d clip(s) have an exactly zero input gradient of the MSE at the start "
+            "(e.g. prediction equal to the label), so a gradient attack cannot move them: "
+            "clip(s) %s (flagged zero_gradient in the per-clip table)",
+            label,
+            len(clips),
+            ", ".join(map(str, clips)),
+        )

@@ -17,20 +17,23 @@ outputs ``attacks/<attack>/clips.parquet`` (or ``.csv``) and ``summary.json``. W
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from robustmer._io import atomic_directory, atomic_open, read_json, write_json, write_table
+from robustmer._io import atomic_directory, atomic_open, write_json, write_table
+from robustmer.attacks import AttackConfig, PaperConfig
 from robustmer.errors import RobustmerError
 from robustmer.names import RATING_SCALE
 from robustmer.provenance import versions
+from robustmer.records import REPORT_DIR
 from robustmer.report import figures, render
+from robustmer.report.load import StudyData, load_study, study_attacks
 from robustmer.report.render import (
     Bullets,
     FigureBlock,
@@ -52,53 +55,22 @@ from robustmer.report.tables import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["StudyData", "build_report", "load_study"]
+__all__ = ["StudyData", "build_report", "default_report_dir", "load_study", "provenance"]
 
-_NAN = float("nan")
+PAPER_COLUMNS: tuple[str, ...] = (
+    "paper_avg_corr",
+    "paper_avg_corr_std",
+    "paper_mae",
+    "paper_mae_std",
+)
+"""Table 1's columns of the paper's clean results (shown for the paper's data only)."""
 
-
-@dataclass
-class StudyData:
-    """Everything the report is made from.
-
-    Attributes
-    ----------
-    study_dir : Path
-    study : dict
-        ``study.json`` (empty when absent).
-    runs : pd.DataFrame
-        One row per finished run: ``run, system, seed, best_epoch, test_avg_corr, test_mae,
-        test_rmse, validation_avg_corr, test_midlevel_avg_corr, wall_seconds, epochs,
-        forward_passes, backward_passes, train_attack_iterations, train_device,
-        attacked, attack_seconds, attack_model_passes, snr_db_mean, snr_db_median``.
-    clips : pd.DataFrame
-        Per-clip attack rows of all attacked runs, concatenated.
-    summaries : dict
-        ``summary.json`` of each attacked run, by run name.
-    notes : list of str
-        Human-readable remarks for the report (skipped runs, missing outputs, ...).
-    """
-
-    study_dir: Path
-    study: dict[str, Any]
-    runs: pd.DataFrame
-    clips: pd.DataFrame
-    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+PAPER_ATTACK_COLUMNS: tuple[str, ...] = ("paper_delta_mae_median",)
+"""Table 1's columns of the paper's attack results (the paper's data and attack only)."""
 
 
-def _get(obj: Any, dotted: str, path: Path) -> Any:
-    """``obj[k1][k2]...`` for ``dotted = "k1.k2..."``; RobustmerError naming ``path`` if absent."""
-    cur = obj
-    for key in dotted.split("."):
-        if not isinstance(cur, dict) or key not in cur:
-            raise RobustmerError(f"{path}: missing key '{dotted}'; expected it in this file")
-        cur = cur[key]
-    return cur
-
-
-def _opt(obj: Any, dotted: str, default: Any = _NAN) -> Any:
-    """Like :func:`_get` but returning ``default`` when absent or null."""
+def _opt(obj: Any, dotted: str, default: Any = None) -> Any:
+    """``obj[k1][k2]...`` for ``dotted = "k1.k2..."``, or ``default`` when absent or null."""
     cur = obj
     for key in dotted.split("."):
         if not isinstance(cur, dict) or cur.get(key) is None:
@@ -107,270 +79,53 @@ def _opt(obj: Any, dotted: str, default: Any = _NAN) -> Any:
     return cur
 
 
-def _number(value: Any, dotted: str, path: Path) -> float:
-    """``value`` as a float; JSON null (how NaN is written) becomes NaN."""
-    if value is None:
-        return _NAN
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise RobustmerError(f"{path}: '{dotted}' is {value!r}; expected a number") from None
+def paper_reference(data: StudyData) -> tuple[bool, bool]:
+    """Whether the paper's values apply: (the data are the paper's, and so is the attack).
 
-
-def _read_clips(attack_dir: Path) -> tuple[pd.DataFrame, Path]:
-    """The per-clip table of one attacked run (Parquet preferred, CSV otherwise)."""
-    parquet, csv = attack_dir / "clips.parquet", attack_dir / "clips.csv"
-    if parquet.is_file():
-        path, df = parquet, pd.read_parquet(parquet)
-    elif csv.is_file():
-        path, df = csv, pd.read_csv(csv)
-    else:
-        raise FileNotFoundError(attack_dir / "clips.parquet")
-    missing = [c for c in ("clip_id", "mae_clean", "mae_adv") if c not in df.columns]
-    if missing:
-        raise RobustmerError(
-            f"{path}: missing column(s) {missing}; expected the per-clip attack table "
-            "(clip_id, mae_clean, mae_adv, true_/clean_/adv_<emotion>, ...)"
-        )
-    if df.empty:
-        raise RobustmerError(f"{path}: no rows; expected one row per attacked clip")
-    return df, path
-
-
-_IDENTITY_SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
-    "system": (("final", "system"), ("config", "system.name"), ("config", "train_config.system")),
-    "seed": (("final", "seed"), ("config", "train_config.seed")),
-}
-"""Where training records a run's system name and seed, as (file, dotted key); all must agree."""
-
-_COST_KEYS: dict[str, str] = {
-    "wall_seconds": "wall_seconds",
-    "epochs": "epochs_run",
-    "forward_passes": "forward_clip_passes",
-    "backward_passes": "backward_clip_passes",
-    "train_attack_iterations": "attack_clip_iterations",
-}
-"""Runs-table cost column -> key of ``final.json["cost"]`` (written by robustmer.training)."""
-
-_SUMMARY_KEYS: dict[str, str] = {
-    "attack_seconds": "attack_seconds",
-    "attack_model_passes": "model_passes",
-    "snr_db_mean": "snr_db_mean",
-    "snr_db_median": "snr_db_median",
-}
-"""Runs-table attack column -> key of the attack's ``summary.json`` (robustmer.evaluation)."""
-
-
-def _identity(config: dict, final: dict, paths: dict[str, Path]) -> tuple[str, int]:
-    """A run's system name and seed, from ``final.json`` and/or ``config.json``."""
-    docs = {"final": final, "config": config}
-    found: dict[str, list[tuple[Any, Path]]] = {}
-    for name, sources in _IDENTITY_SOURCES.items():
-        values = [
-            (v, paths[f])
-            for f, key in sources
-            if not isinstance(v := _opt(docs[f], key, None), dict) and v is not None
-        ]
-        if not values:
-            raise RobustmerError(
-                f"{paths['config']}: missing key '{name}'; expected the run's {name} in it "
-                f"(or in {paths['final'].name})"
-            )
-        if len({repr(v) for v, _ in values}) > 1:
-            raise RobustmerError(
-                f"{paths['config']}: the run's {name} is recorded inconsistently "
-                f"({sorted(set(map(str, (v for v, _ in values))))}); expected one value"
-            )
-        found[name] = values
-    system, system_path = found["system"][0]
-    seed, seed_path = found["seed"][0]
-    if not isinstance(system, str) or not system:
-        raise RobustmerError(f"{system_path}: 'system' is {system!r}; expected a system name")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise RobustmerError(f"{seed_path}: 'seed' is {seed!r}; expected an integer")
-    return system, seed
-
-
-def _read_run(
-    run_dir: Path, attack: str
-) -> tuple[dict[str, Any], pd.DataFrame | None, dict[str, Any] | None, list[str]]:
-    """Read one finished run: its row of the runs table, clips, attack summary and notes."""
-    notes: list[str] = []
-    config_path, final_path = run_dir / "config.json", run_dir / "final.json"
-    config, final = read_json(config_path), read_json(final_path)
-    for doc, path in ((config, config_path), (final, final_path)):
-        if not isinstance(doc, dict):
-            raise RobustmerError(f"{path}: not a JSON object; expected a run description")
-    system, seed = _identity(config, final, {"config": config_path, "final": final_path})
-    test = "metrics.test.emotions"
-    row: dict[str, Any] = {
-        "run": run_dir.name,
-        "system": system,
-        "seed": seed,
-        "best_epoch": _opt(final, "best_epoch"),
-        "test_avg_corr": _number(
-            _get(final, f"{test}.avg_corr", final_path), f"{test}.avg_corr", final_path
-        ),
-        "test_mae": _number(_get(final, f"{test}.mae", final_path), f"{test}.mae", final_path),
-        "test_rmse": _opt(final, f"{test}.rmse"),
-        "validation_avg_corr": _opt(final, "metrics.validation.emotions.avg_corr"),
-        "test_midlevel_avg_corr": _opt(final, "metrics.test.midlevel.avg_corr"),
-    }
-    cost = final.get("cost")
-    if not isinstance(cost, dict):
-        notes.append(f"{run_dir.name}: final.json has no 'cost'; training cost unknown")
-        cost = {}
-    for column, key in _COST_KEYS.items():
-        row[column] = _number(cost.get(key), f"cost.{key}", final_path)
-    row["train_device"] = str(cost.get("device", ""))
-
-    attack_dir = run_dir / "attacks" / attack
-    clips: pd.DataFrame | None = None
-    summary: dict[str, Any] | None = None
-    try:
-        clips, clips_path = _read_clips(attack_dir)
-    except FileNotFoundError:
-        notes.append(
-            f"{run_dir.name}: no '{attack}' attack outputs (attacks/{attack}/clips.*); "
-            "left out of the adversarial results"
-        )
-    if clips is not None:
-        for column, expected in (("system", system), ("seed", seed)):
-            if column in clips.columns and (clips[column] != expected).any():
-                found = sorted(map(str, clips[column].unique()))
-                raise RobustmerError(
-                    f"{clips_path}: column '{column}' holds {found}; expected {expected!r} as in "
-                    f"{config_path}"
-                )
-        clips = clips.assign(system=system, seed=seed)
-        summary_path = attack_dir / "summary.json"
-        if summary_path.is_file():
-            summary = read_json(summary_path)
-        else:
-            notes.append(
-                f"{run_dir.name}: attacks/{attack}/summary.json missing; attack cost unknown"
-            )
-    row["attacked"] = clips is not None
-    summary_file = attack_dir / "summary.json"
-    for column, key in _SUMMARY_KEYS.items():
-        row[column] = _number((summary or {}).get(key), key, summary_file)
-    return row, clips, summary, notes
-
-
-def load_study(study_dir: str | os.PathLike[str], *, attack: str = "paper") -> StudyData:
-    """Read ``study.json`` and all finished runs of a study directory.
-
-    Parameters
-    ----------
-    study_dir : path
-        The study directory (``runs/`` inside it).
-    attack : str
-        Name of the attack whose outputs are read (``RUN_DIR/attacks/<attack>/``).
-
-    Returns
-    -------
-    StudyData
-
-    Raises
-    ------
-    RobustmerError
-        If the directory has no finished run, a file is malformed, or two runs share a system
-        and seed.
+    The paper's clean numbers compare with runs on the real data sets; its ΔMAE medians
+    only with the paper's attack (reference mode, 1000 steps of 0.002) on them.
     """
-    study_dir = Path(study_dir)
-    if not study_dir.is_dir():
-        raise RobustmerError(f"{study_dir}: not a directory; expected a study directory")
-    if not attack or "/" in attack or "\\" in attack or attack.startswith("."):
-        raise RobustmerError(f"--attack {attack!r}: not a valid attack name; expected e.g. 'paper'")
-    study_json = study_dir / "study.json"
-    study = read_json(study_json) if study_json.is_file() else {}
-    if not isinstance(study, dict):
-        raise RobustmerError(f"{study_json}: expected a JSON object")
-    runs_dir = study_dir / "runs"
-    run_dirs = (
-        sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if runs_dir.is_dir()
-        else []
-    )
-    rows, clip_tables, summaries, notes = [], [], {}, []
-    # no progress bar: reading a study takes about a second, and run_study calls this
-    # function inside its own live progress display
-    for run_dir in run_dirs:
-        if not (run_dir / "final.json").is_file():
-            logger.warning("%s: no final.json (run not finished); skipped", run_dir)
-            notes.append(f"{run_dir.name}: not finished (no final.json); skipped")
-            continue
-        row, clips, summary, run_notes = _read_run(run_dir, attack)
-        rows.append(row)
-        notes += run_notes
-        if clips is not None:
-            clip_tables.append(clips)
-        if summary is not None:
-            summaries[run_dir.name] = summary
-    if not rows:
-        raise RobustmerError(
-            f"{runs_dir}: no finished runs; expected run directories <SYSTEM>-seed<SEED>/ "
-            "with config.json and final.json"
-        )
-    for note in notes:
-        if "skipped" not in note:
-            logger.warning("%s", note)
-    runs = pd.DataFrame(rows)
-    dup = runs[runs.duplicated(["system", "seed"], keep=False)]
-    if not dup.empty:
-        raise RobustmerError(
-            f"{runs_dir}: runs {sorted(dup['run'])} have the same system and seed; expected one "
-            "run per system and seed"
-        )
-    clips = (
-        pd.concat(clip_tables, ignore_index=True)
-        if clip_tables
-        else pd.DataFrame(columns=["system", "seed", "clip_id", "mae_clean", "mae_adv"])
-    )
-    if clips.empty:
-        present = sorted(
-            {p.name for d in run_dirs for p in (d / "attacks").glob("*") if p.is_dir()}
-        )
-        notes.append(
-            f"no run has '{attack}' attack outputs"
-            + (f" (attacks found: {', '.join(present)})" if present else "")
-        )
-    return StudyData(study_dir, study, runs, clips, summaries, notes)
-
-
-# ----------------------------------------------------------------------------- provenance
+    paper_data = _opt(data.study, "data.kind", "unknown") == "real"
+    return paper_data, paper_data and data.attack_settings == PaperConfig().to_dict()
 
 
 def _attack_settings(data: StudyData) -> tuple[dict[str, Any], list[str]]:
-    """The attack settings (study.json, else the runs' summaries) and remarks on them."""
+    """The attack settings the runs' results were made with, and remarks on them.
+
+    Only the settings count (``summary.attack``), not the checkpoint or data hashes that
+    naturally differ between runs.
+    """
     remarks = []
     distinct = {
-        repr(sorted(s.get("settings", {}).items())): s.get("settings", {})
-        for s in data.summaries.values()
+        json.dumps(s.attack, sort_keys=True): s.attack for s in data.summaries.values()
     }
     if len(distinct) > 1:
         remarks.append(
             f"the runs used {len(distinct)} different attack settings; see each run's summary.json"
         )
-    if isinstance(data.study.get("attack"), dict):
-        return data.study["attack"], remarks
-    return (next(iter(distinct.values())) if distinct else {}), remarks
+    settings = data.attack_settings or (next(iter(distinct.values())) if distinct else {})
+    return settings, remarks
 
 
-def provenance(data: StudyData, *, attack: str) -> dict[str, Any]:
-    """Where the numbers come from: data, profile, attack, devices, versions, date."""
+def provenance(data: StudyData) -> dict[str, Any]:
+    """Where the numbers come from: data, profile, the settings used, devices, versions."""
     settings, remarks = _attack_settings(data)
     study = data.study
     devices = sorted({d for d in data.runs["train_device"] if d})
+    paper_data, paper_attack = paper_reference(data)
     return {
         "study_dir": str(data.study_dir.resolve()),
         "generated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "profile": study.get("profile"),
         "data": study.get("data"),
         "shrunk": study.get("shrunk"),
-        "attack": attack,
+        "train_settings": data.train_settings,
+        "attack": data.attack_key,
         "attack_settings": settings,
         "attack_remarks": remarks,
+        "excluded": data.excluded,
+        "paper_data": paper_data,
+        "paper_attack": paper_attack,
         "device": study.get("device"),
         "training_devices": devices,
         "versions": study.get("versions"),
@@ -447,12 +202,12 @@ def _blocks(
             f"{int(data.runs['attacked'].sum())} attacked; generated {prov['generated']}."
         ),
     ]
-    if data_kind != "real":
+    if not prov["paper_attack"]:
         blocks.append(
             Paragraph(
-                "Note: unless the data are the real Soundtracks/mid-level data sets, the numbers "
-                "below are not comparable with the paper's; the paper's values are shown for "
-                "orientation only."
+                "Note: the paper's values appear only where they compare: its clean results "
+                "for the real Soundtracks/mid-level data sets, its ΔMAE for those data and "
+                "its attack (reference mode, 1000 steps of 0.002)."
             )
         )
     if data.notes:
@@ -514,8 +269,8 @@ def _blocks(
                 "ΔMAE per model (one point per seed)"
                 + (
                     "; red diamonds: the paper's approximate medians."
-                    if _opt(data.study, "data.kind", "unknown") == "real"
-                    else " (the paper's medians, 1.0-1.6, are drawn for real data only)."
+                    if prov["paper_attack"]
+                    else " (the paper's medians, 1.0-1.6, are drawn only for its data and attack)."
                 ),
                 [(ext.upper(), str(p.relative_to(root))) for ext, p in figs["fig3"].items()],
             )
@@ -674,7 +429,8 @@ def _blocks(
         f"data: {_kv(prov['data'])}",
         f"profile: {_kv(prov['profile'])}",
         f"shrunk by the profile (vs the paper): {_shrunk(prov['shrunk'])}",
-        f"attack '{prov['attack']}' settings: {_kv(prov['attack_settings'])}",
+        *[f"training settings used: {_kv(t)}" for t in prov["train_settings"]],
+        f"attack '{prov['attack']}' settings used: {_kv(prov['attack_settings'])}",
         *[f"attack: {r}" for r in prov["attack_remarks"]],
         f"device (study): {_kv(prov['device'])}; training devices: "
         f"{', '.join(prov['training_devices']) or '–'}",
@@ -684,6 +440,102 @@ def _blocks(
     ]
     blocks += [Heading("Provenance"), Bullets(items)]
     return blocks
+
+
+def _significance(clips: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The paired tests of the systems present; a test with n = 0 between two attacked
+    systems is an error (their clips do not pair), a pair with a system absent is a note."""
+    tests = significance_tests(clips)
+    attacked = set(clips["system"])
+    absent = tests["n"] == 0
+    for r in tests[absent].itertuples():
+        if {r.a, r.b} <= attacked:
+            raise RobustmerError(
+                f"significance test {r.a} vs {r.b}: no clips pair up by (seed, clip_id) "
+                "although both systems were attacked; expected the same seeds and test clips"
+            )
+    notes = [
+        f"test {r.a} vs {r.b} not computed: no attacked runs of "
+        f"{', '.join(s for s in (r.a, r.b) if s not in attacked)}"
+        for r in tests[absent].itertuples()
+    ]
+    return tests[~absent].reset_index(drop=True), notes
+
+
+def _tables(data: StudyData, ddof: int) -> dict[str, pd.DataFrame]:
+    """Every table of the report, in the order they are written."""
+    delta = delta_mae_table(data.clips)
+    t1 = table1(data.runs, delta, ddof=ddof)
+    paper_data, paper_attack = paper_reference(data)
+    for column in (() if paper_data else PAPER_COLUMNS) + (
+        () if paper_attack else PAPER_ATTACK_COLUMNS
+    ):
+        t1[column] = np.nan  # the paper's values compare only with the paper's setting
+    tests, notes = _significance(data.clips)
+    data.notes.extend(notes)
+    cost = cost_table(data.runs)
+    return {
+        "table1": t1,
+        "delta_mae": delta,
+        "clips": data.clips,
+        "tests": tests,
+        "cost": cost,
+        "cost_ratios": cost_ratios(cost),
+        "runs": data.runs,
+    }
+
+
+def _figures(
+    data: StudyData,
+    delta: pd.DataFrame,
+    fig_seed: int | None,
+    prov: dict[str, Any],
+    root: Path,
+) -> dict[str, dict[str, Path]]:
+    """Draw Figures 3 and 4 under ``root/figures``; return their files by name."""
+    (root / "figures").mkdir()
+    figs: dict[str, dict[str, Path]] = {}
+    if not delta.empty:
+        figs["fig3"] = figures.figure_delta_mae(
+            delta, root / "figures" / "fig3_delta_mae", show_paper=prov["paper_attack"]
+        )
+    if fig_seed is not None:
+        fig4 = figures.figure_true_vs_pred(
+            data.clips, fig_seed, root / "figures" / "fig4_true_vs_pred"
+        )
+        if fig4 is not None:
+            figs["fig4"] = fig4
+    return figs
+
+
+def _summary(
+    data: StudyData,
+    tables: dict[str, pd.DataFrame],
+    prov: dict[str, Any],
+    fig_seed: int | None,
+    ddof: int,
+) -> dict[str, Any]:
+    """The content of the report's ``summary.json``."""
+    return {
+        "units": {
+            "mae": "rating/10 (training scale, as the paper's Table 1 and Figure 3)",
+            "to_rating_points": RATING_SCALE,
+            "std": f"numpy std over seeds with ddof={ddof}",
+        },
+        "attack": data.attack_key,
+        "figure_seed": fig_seed,
+        **{name: _records(df) for name, df in tables.items() if name != "clips"},
+        "excluded": data.excluded,
+        "notes": data.notes,
+        "provenance": prov,
+    }
+
+
+def default_report_dir(data: StudyData) -> Path:
+    """``STUDY/report`` for the study's first evaluation attack, else ``STUDY/report-<key>``."""
+    if data.attack_key == study_attacks(data.study)[0].key():
+        return data.study_dir / REPORT_DIR
+    return data.study_dir / f"{REPORT_DIR}-{data.attack_key}"
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -698,8 +550,10 @@ def build_report(
     study_dir: str | os.PathLike[str],
     *,
     figure_seed: int | None = None,
-    attack: str = "paper",
+    attack: AttackConfig | str | None = None,
     ddof: int = 1,
+    out: str | os.PathLike[str] | None = None,
+    include_mismatched: bool = False,
 ) -> Path:
     """Write ``STUDY/report/`` for a study (DESIGN.md §8), replacing it atomically.
 
@@ -710,83 +564,57 @@ def build_report(
     figure_seed : int, optional
         Seed of the models shown in Figure 4; default the smallest attacked seed of the
         Figure 4 systems (A2B2E, A2M2E, aA2B2E).
-    attack : str
-        Which attack's outputs to report (``RUN_DIR/attacks/<attack>/``), default ``paper``.
+    attack : AttackConfig or str, optional
+        Which attack's results to report: its settings, an attack name (the study's attack
+        of that name) or a storage key (``RUN_DIR/attacks/<key>/``); default the study's
+        first evaluation attack.
     ddof : int
         Delta degrees of freedom of the std over seeds in Table 1 (1: sample std; the
         paper's code used 0).
+    out : path, optional
+        The report directory; default ``STUDY/report`` for the study's first evaluation
+        attack and ``STUDY/report-<key>`` for any other, so reports of different attacks
+        never overwrite each other.
+    include_mismatched : bool
+        Also report runs trained with other settings than the study's, and attack results
+        made with other settings (left out by default; listed either way).
 
     Returns
     -------
     Path
-        The report directory ``STUDY/report``.
+        The report directory.
 
     Raises
     ------
     RobustmerError
-        No finished runs, malformed run files, or a ``figure_seed`` without attacked runs.
+        No finished runs, malformed run files, a ``figure_seed`` without attacked runs, or
+        a significance test of two attacked systems without paired clips.
     """
     if ddof < 0:
-        raise RobustmerError(f"--ddof {ddof}: negative; expected 0 or a positive integer")
-    data = load_study(study_dir, attack=attack)
-    delta = delta_mae_table(data.clips)
-    t1 = table1(data.runs, delta, ddof=ddof)
-    tests = significance_tests(data.clips)
-    cost = cost_table(data.runs)
-    ratios = cost_ratios(cost)
-    prov = provenance(data, attack=attack)
+        raise RobustmerError(f"ddof {ddof}: negative; expected 0 or a positive integer")
+    data = load_study(study_dir, attack=attack, include_mismatched=include_mismatched)
+    tables = _tables(data, ddof)
+    prov = provenance(data)
     fig_seed = _choose_figure_seed(data.clips, figure_seed) if not data.clips.empty else None
-    for r in tests.itertuples():
-        if r.n == 0:
-            data.notes.append(f"test {r.a} vs {r.b}: no paired clips (a system is missing)")
-
-    report_dir = Path(study_dir) / "report"
+    report_dir = Path(out) if out is not None else default_report_dir(data)
     with atomic_directory(report_dir) as tmp:
-        (tmp / "figures").mkdir()
-        figs: dict[str, dict[str, Path]] = {}
-        if not delta.empty:
-            figs["fig3"] = figures.figure_delta_mae(
-                delta,
-                tmp / "figures" / "fig3_delta_mae",
-                show_paper=_opt(data.study, "data.kind", "unknown") == "real",
-            )
-        if fig_seed is not None:
-            fig4 = figures.figure_true_vs_pred(
-                data.clips, fig_seed, tmp / "figures" / "fig4_true_vs_pred"
-            )
-            if fig4 is not None:
-                figs["fig4"] = fig4
-        for name, df in (
-            ("table1", t1),
-            ("delta_mae", delta),
-            ("clips", data.clips),
-            ("tests", tests),
-            ("cost", cost),
-            ("cost_ratios", ratios),
-            ("runs", data.runs),
-        ):
+        figs = _figures(data, tables["delta_mae"], fig_seed, prov, tmp)
+        for name, df in tables.items():
             write_table(df, tmp / name)
-        write_json(
-            tmp / "summary.json",
-            {
-                "units": {
-                    "mae": "rating/10 (training scale, as the paper's Table 1 and Figure 3)",
-                    "to_rating_points": RATING_SCALE,
-                    "std": f"numpy std over seeds with ddof={ddof}",
-                },
-                "attack": attack,
-                "figure_seed": fig_seed,
-                "table1": _records(t1),
-                "delta_mae": _records(delta),
-                "tests": _records(tests),
-                "cost": _records(cost),
-                "cost_ratios": _records(ratios),
-                "runs": _records(data.runs),
-                "notes": data.notes,
-                "provenance": prov,
-            },
+        write_json(tmp / "summary.json", _summary(data, tables, prov, fig_seed, ddof))
+        blocks = _blocks(
+            data,
+            tables["table1"],
+            tables["delta_mae"],
+            tables["tests"],
+            tables["cost"],
+            tables["cost_ratios"],
+            prov,
+            figs,
+            fig_seed,
+            ddof,
+            tmp,
         )
-        blocks = _blocks(data, t1, delta, tests, cost, ratios, prov, figs, fig_seed, ddof, tmp)
         with atomic_open(tmp / "report.md") as fh:
             fh.write(render.render_markdown(blocks))
         with atomic_open(tmp / "report.html") as fh:

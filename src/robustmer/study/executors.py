@@ -190,8 +190,8 @@ class Executor(abc.ABC):
         """Run ``units``, each once its ``after`` units finished, in the order given.
 
         ``on_start(name)`` and ``on_finish(name, result)`` are called in this process. The
-        first failure is raised after the executor stops (workers of units still running
-        are released by :meth:`__exit__`).
+        first failure (after the executor's retries) is raised at once; leaving the
+        ``with`` block (:meth:`__exit__`) then ends the units still running.
         """
         waiting = list(units)
         names = {u.name for u in waiting}

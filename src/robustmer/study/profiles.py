@@ -10,9 +10,10 @@ and the report lists exactly what it shrank (:func:`shrunk`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from robustmer.attacks import AttackConfig, PaperConfig
 from robustmer.errors import RobustmerError
 from robustmer.names import PAPER_SEEDS, SYSTEM_NAMES
 from robustmer.training.config import PROFILES as TRAIN_PROFILES
@@ -34,10 +35,12 @@ class StudyProfile:
     systems : tuple of str
     seeds : tuple of int
     train : dict
-        :class:`robustmer.training.TrainConfig` overrides (epochs, patience, width, ...).
-    attack : dict
-        Paper-attack settings for the evaluation (``max_iters``, ``lr``, ``mode``,
-        ``epsilon``).
+        :class:`robustmer.training.TrainConfig` overrides (epochs, patience, width,
+        ``adv_attack``, ...).
+    attacks : tuple of AttackConfig
+        The evaluation attacks; every model is attacked with each of them (default: the
+        paper attack with the paper's settings). The report reads the first unless asked
+        for another.
     """
 
     name: str
@@ -47,13 +50,24 @@ class StudyProfile:
     systems: tuple[str, ...] = SYSTEM_NAMES
     seeds: tuple[int, ...] = PAPER_SEEDS
     train: dict[str, Any] = field(default_factory=dict)
-    attack: dict[str, Any] = field(
-        default_factory=lambda: {"max_iters": 1000, "lr": 0.002, "mode": "reference"}
-    )
+    attacks: tuple[AttackConfig, ...] = (PaperConfig(),)
+
+    def __post_init__(self) -> None:
+        if not self.attacks or not all(isinstance(a, AttackConfig) for a in self.attacks):
+            raise RobustmerError(
+                f"study profile {self.name!r} attacks {self.attacks!r}: expected one or more "
+                "attack settings (robustmer.attacks.attack_config)"
+            )
+        object.__setattr__(self, "attacks", tuple(self.attacks))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
+        """JSON-ready dict (attack settings as ``AttackConfig.to_dict()``)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["train"] = {
+            k: v.to_dict() if isinstance(v, AttackConfig) else v for k, v in self.train.items()
+        }
+        d["attacks"] = [a.to_dict() for a in self.attacks]
+        return d
 
     def with_overrides(
         self, *, systems: tuple[str, ...] | None = None, seeds: tuple[int, ...] | None = None
@@ -75,7 +89,7 @@ QUICK = StudyProfile(
     frames=32,
     seeds=PAPER_SEEDS[:3],
     train=dict(TRAIN_PROFILES["quick"]),
-    attack={"max_iters": 50, "lr": 0.002, "mode": "reference"},
+    attacks=(PaperConfig(steps=50),),
 )
 
 STUDY_PROFILES: dict[str, StudyProfile] = {"paper": PAPER, "quick": QUICK}
@@ -88,12 +102,28 @@ def get_profile(name: str) -> StudyProfile:
         return STUDY_PROFILES[name]
     except KeyError:
         raise RobustmerError(
-            f"--profile {name!r}: unknown; expected one of {', '.join(STUDY_PROFILES)}"
+            f"study profile {name!r}: unknown; expected one of {', '.join(STUDY_PROFILES)}"
         ) from None
 
 
+def _changed(prefix: str, paper: Any, used: Any) -> dict[str, dict[str, Any]]:
+    """``{prefix: {"paper", "used"}}``, per field for two settings of the same attack."""
+    if isinstance(paper, AttackConfig) and isinstance(used, AttackConfig):
+        if paper.name == used.name:
+            a, b = paper.to_dict(), used.to_dict()
+            return {f"{prefix}.{k}": {"paper": a[k], "used": b[k]} for k in a if a[k] != b[k]}
+        return {prefix: {"paper": paper.label(), "used": used.label()}}
+    return {} if paper == used else {prefix: {"paper": paper, "used": used}}
+
+
 def shrunk(profile: StudyProfile) -> dict[str, dict[str, Any]]:
-    """What ``profile`` changes relative to the paper: ``{setting: {"paper", "used"}}``."""
+    """What ``profile`` changes relative to the paper: ``{setting: {"paper", "used"}}``.
+
+    Training settings are named ``train.<field>`` (``train.adv_attack.<field>`` inside the
+    adversarial-training attack); evaluation attacks that the paper also ran (same attack
+    name) ``attack.<name>.<field>``. Attacks the paper did not run are additions, not
+    changes, and are not listed.
+    """
     from robustmer.training import TrainConfig
 
     paper_train = TrainConfig(system="A2E", seed=0)
@@ -104,10 +134,9 @@ def shrunk(profile: StudyProfile) -> dict[str, dict[str, Any]]:
     if len(profile.seeds) != len(PAPER.seeds):
         out["seeds"] = {"paper": len(PAPER.seeds), "used": len(profile.seeds)}
     for key, value in profile.train.items():
-        paper_value = getattr(paper_train, key)
-        if value != paper_value:
-            out[f"train.{key}"] = {"paper": paper_value, "used": value}
-    for key, value in profile.attack.items():
-        if PAPER.attack.get(key) != value:
-            out[f"attack.{key}"] = {"paper": PAPER.attack.get(key), "used": value}
+        out.update(_changed(f"train.{key}", getattr(paper_train, key), value))
+    paper_attacks = {a.name: a for a in PAPER.attacks}
+    for config in profile.attacks:
+        if config.name in paper_attacks:
+            out.update(_changed(f"attack.{config.name}", paper_attacks[config.name], config))
     return out

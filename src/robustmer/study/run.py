@@ -7,10 +7,10 @@ A study directory::
     STUDY/.lock                       held while a study runs; the holder's PID
     STUDY/data/                       the synthetic data set (when no data is given)
     STUDY/cache/                      prepared model inputs (unless --data names a cache)
-    STUDY/runs/<SYSTEM>-seed<SEED>/   one training run each, with attacks/paper/
+    STUDY/runs/<SYSTEM>-seed<SEED>/   one training run each, with attacks/<key>/ per attack
     STUDY/report/                     the report
 
-The work is a list of units (each system x seed's training, then its attack) run by an
+The work is a list of units (each system x seed's training, then its attacks) run by an
 executor (:mod:`robustmer.study.executors`: worker processes here, or Ray tasks on a
 cluster) that reports each unit's start and finish; only this process writes
 ``study.json``. Every unit is resumable by its own files (a training run resumes from its
@@ -44,6 +44,8 @@ from robustmer.study.workers import unit_threads
 if TYPE_CHECKING:
     import torch
 
+    from robustmer.attacks import AttackConfig
+
 logger = logging.getLogger(__name__)
 
 STUDY_FILE = "study.json"
@@ -62,9 +64,13 @@ class ModelUnit:
         return f"{self.system}-seed{self.seed}"
 
     @property
-    def units(self) -> tuple[str, str]:
-        """Names of its training and its attack unit in ``study.json``."""
-        return f"train/{self.name}", f"attack/{self.name}/paper"
+    def train_unit(self) -> str:
+        """Name of its training unit in ``study.json``."""
+        return f"train/{self.name}"
+
+    def attack_unit(self, attack: AttackConfig) -> str:
+        """Name of its unit attacking with ``attack`` (named by the attack's storage key)."""
+        return f"attack/{self.name}/{attack.key()}"
 
 
 class StudyState:
@@ -154,24 +160,15 @@ def _train_unit(
 
 
 def _attack_unit(
-    run_dir: str, attack: dict[str, Any], device: torch.device, threads: int
+    run_dir: str, attack: AttackConfig, device: torch.device, threads: int
 ) -> dict[str, float]:
-    """Attack one trained run's test split with ``threads`` torch threads (a unit)."""
+    """Attack one trained run's test split with one evaluation attack, with ``threads``
+    torch threads (a unit)."""
     from robustmer.evaluation import attack_run
 
     with unit_threads(threads):
         t0 = time.perf_counter()
-        attack_run(
-            run_dir,
-            attack="paper",
-            split="test",
-            iters=attack.get("max_iters"),
-            lr=attack.get("lr"),
-            mode=attack.get("mode"),
-            epsilon=attack.get("epsilon"),
-            device=device,
-            progress=False,
-        )
+        attack_run(run_dir, attack, split="test", device=device, progress=False)
     return {"attack_seconds": time.perf_counter() - t0}
 
 
@@ -261,7 +258,9 @@ class StudyRequest:
 
     @property
     def plan(self) -> list[str]:
-        return ["data", *(name for u in self.units for name in u.units), "report"]
+        attacks = self.profile.attacks
+        per_model = ([u.train_unit, *(u.attack_unit(a) for a in attacks)] for u in self.units)
+        return ["data", *(name for names in per_model for name in names), "report"]
 
     def settings(self, recorded_threads: int | None) -> dict[str, Any]:
         """The settings ``study.json`` records and a later run must repeat."""
@@ -338,7 +337,7 @@ def _open_state(req: StudyRequest) -> StudyState:
     state.doc.update(
         profile=req.profile.name,
         shrunk=shrunk(req.profile),
-        attack={"name": "paper", "split": "test", **req.profile.attack},
+        attacks=[a.to_dict() for a in req.profile.attacks],
         device=str(req.device),
         versions=versions(),
     )
@@ -388,11 +387,11 @@ def _data_step(state: StudyState, req: StudyRequest, display: _Display) -> Path:
 
 
 def _units(req: StudyRequest, cache_dir: Path, threads: int) -> list[Unit]:
-    """Every model's training unit, then its attack unit (after the training)."""
+    """Every model's training unit, then its attack units (one per evaluation attack, after
+    the training)."""
     units = []
     for m in req.units:
         run_dir = str(req.out / "runs" / m.name)
-        train_name, attack_name = m.units
         train_kwargs = {
             "system": m.system,
             "seed": m.seed,
@@ -401,11 +400,10 @@ def _units(req: StudyRequest, cache_dir: Path, threads: int) -> list[Unit]:
             "train_overrides": req.profile.train,
         }
         common = {"device": req.device, "threads": threads}
-        attack_kwargs = {"run_dir": run_dir, "attack": req.profile.attack}
-        units.append(Unit(train_name, _train_unit, {**train_kwargs, **common}))
-        units.append(
-            Unit(attack_name, _attack_unit, {**attack_kwargs, **common}, after=(train_name,))
-        )
+        units.append(Unit(m.train_unit, _train_unit, {**train_kwargs, **common}))
+        for attack in req.profile.attacks:
+            kwargs = {"run_dir": run_dir, "attack": attack, **common}
+            units.append(Unit(m.attack_unit(attack), _attack_unit, kwargs, after=(m.train_unit,)))
     return units
 
 

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+from robustmer.attacks.config import AttackConfig
+from robustmer.attacks.paper import PaperConfig
 from robustmer.errors import RobustmerError
 
 if TYPE_CHECKING:
@@ -122,10 +124,10 @@ class TrainConfig:
     adv_every : int
         Adversarial systems: epochs whose 1-based number is divisible by this are
         adversarial (5: epochs 5, 10, 15, ...).
-    adv_iters : int
-        Iteration limit of the paper attack during adversarial training (50).
-    adv_lr : float
-        Adam learning rate of the paper attack on the perturbation (0.002).
+    adv_attack : AttackConfig
+        The attack of adversarial training, any registered attack's settings
+        (:func:`robustmer.attacks.attack_config`); default the paper attack with 50
+        iterations and Adam learning rate 0.002 (DESIGN.md §6).
     width : float
         Channel multiplier of the model (1.0 = the paper's model).
     eval_batch_size : int
@@ -149,8 +151,7 @@ class TrainConfig:
     midlevel_weight: float = 0.5
     monitor: str = "emotions"
     adv_every: int = 5
-    adv_iters: int = 50
-    adv_lr: float = 0.002
+    adv_attack: AttackConfig = PaperConfig(steps=50, step_size=0.002)
     width: float = 1.0
     eval_batch_size: int = 32
     device: str = "auto"
@@ -172,13 +173,17 @@ class TrainConfig:
             "max_epochs",
             "patience",
             "adv_every",
-            "adv_iters",
             "eval_batch_size",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise RobustmerError(f"{name} {value!r}: invalid; expected an integer >= 1")
-        for name in ("lr", "adv_lr", "width"):
+        if not isinstance(self.adv_attack, AttackConfig):
+            raise RobustmerError(
+                f"adv_attack {self.adv_attack!r}: invalid; expected attack settings "
+                "(robustmer.attacks.attack_config)"
+            )
+        for name in ("lr", "width"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise RobustmerError(f"{name} {value!r}: invalid; expected a number > 0")
@@ -195,8 +200,10 @@ class TrainConfig:
         return SYSTEMS[self.system]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of every field."""
-        return asdict(self)
+        """JSON-ready dict of every field (``adv_attack`` as ``AttackConfig.to_dict()``)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["adv_attack"] = self.adv_attack.to_dict()
+        return d
 
     def identity(self) -> dict[str, Any]:
         """The fields that define a run (all but ``device``); compared on resume."""
@@ -207,12 +214,17 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`RobustmerError`."""
+        from robustmer.attacks import config_from_dict
+
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise RobustmerError(
                 f"training config: unknown fields {unknown}; expected some of {sorted(known)}"
             )
+        d = dict(d)
+        if isinstance(d.get("adv_attack"), dict):
+            d["adv_attack"] = config_from_dict(d["adv_attack"])
         return cls(**d)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -222,12 +234,17 @@ class TrainConfig:
 
 PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},
-    "quick": {"max_epochs": 16, "patience": 8, "width": 0.25, "adv_iters": 5},
+    "quick": {
+        "max_epochs": 16,
+        "patience": 8,
+        "width": 0.25,
+        "adv_attack": PaperConfig(steps=5, step_size=0.002),
+    },
 }
 """Named sets of :class:`TrainConfig` overrides. ``paper`` = the paper's settings;
 ``quick`` = the laptop demo used by ``robustmer study`` on the synthetic data: fewer epochs,
 a quarter-width backbone (same sequence of layers, same heads) and 5 instead of 50 attack
-iterations in adversarial epochs. Optimiser, learning rate, batch size, losses and the
+steps in adversarial epochs. Optimiser, learning rate, batch size, losses and the
 adversarial schedule stay the paper's."""
 
 

@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,7 +40,16 @@ from robustmer.errors import RobustmerError
 from robustmer.metrics import average_correlation, regression_report
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
 from robustmer.progress import progress_bar
-from robustmer.provenance import versions
+from robustmer.provenance import device_name, versions
+from robustmer.records import (
+    BEST_FILE,
+    CONFIG_FILE,
+    FINAL_FILE,
+    METRICS_FILE,
+    STATE_FILE,
+    Cost,
+    FinalMetrics,
+)
 from robustmer.training.config import (
     MONITORS,
     SystemSpec,
@@ -53,6 +61,7 @@ from robustmer.training.config import (
 if TYPE_CHECKING:
     import torch
 
+    from robustmer.attacks import AttackResult
     from robustmer.data import Cache
     from robustmer.models import MERModel
 
@@ -61,11 +70,6 @@ logger = logging.getLogger(__name__)
 RUN_FORMAT = "robustmer-run"
 RUN_VERSION = 1
 STATE_FORMAT = "robustmer-train-state"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.csv"
-BEST_FILE = "best.safetensors"
-STATE_FILE = "state.pt"
-FINAL_FILE = "final.json"
 
 METRICS_COLUMNS: tuple[str, ...] = (
     "epoch",
@@ -106,7 +110,6 @@ backward pass (training and adversarial steps, and one per attack clip-iteration
 _SHUFFLE_STREAM = 0
 _DROPOUT_STREAM = 1
 
-AttackFn = Callable[..., Any]
 EpochHook = Callable[[int, dict[str, Any]], None]
 
 
@@ -389,13 +392,13 @@ def adversarial_step(
     y_emotions: torch.Tensor,
     *,
     config: TrainConfig,
-    attack: AttackFn,
-) -> tuple[torch.Tensor, Any]:
+) -> tuple[torch.Tensor, AttackResult]:
     """The extra step of adversarial training (DESIGN.md §6) on one batch.
 
-    The model, in eval mode, attacks the batch with
-    ``attack(model, x, y, max_iters=config.adv_iters, lr=config.adv_lr)``; back in train
-    mode, one optimiser step on the adversarial batch with the emotion MSE only.
+    The model, in eval mode, attacks the batch with the attack of ``config.adv_attack``
+    (built through the registry :func:`robustmer.attacks.build_attack`, so any registered
+    attack works); back in train mode, one optimiser step on the adversarial batch with the
+    emotion MSE only.
 
     Parameters
     ----------
@@ -404,8 +407,6 @@ def adversarial_step(
     x : torch.Tensor, shape [B, 1, F, 149]
     y_emotions : torch.Tensor, shape [B, 8]
     config : TrainConfig
-    attack : callable
-        Returns an :class:`robustmer.attacks.AttackResult`.
 
     Returns
     -------
@@ -415,8 +416,10 @@ def adversarial_step(
     import torch
     import torch.nn.functional as F
 
+    from robustmer.attacks import build_attack
+
     model.eval()
-    result = attack(model, x, y_emotions, max_iters=config.adv_iters, lr=config.adv_lr)
+    result = build_attack(config.adv_attack, model)(x, y_emotions)
     model.train()
     x_adv = result.x_adv.detach().to(x.device)  # [B, 1, F, 149]
     x_adv = x_adv.contiguous(memory_format=_memory_format(config))
@@ -441,8 +444,6 @@ class _Job:
     system : SystemSpec
     cache : Cache
     device : torch.device
-    attack : callable or None
-        Attack of adversarial epochs (None for standard systems).
     """
 
     out: Path
@@ -450,7 +451,6 @@ class _Job:
     system: SystemSpec
     cache: Cache
     device: torch.device
-    attack: AttackFn | None
 
     @property
     def label(self) -> str:
@@ -549,20 +549,15 @@ def _job(
     out_dir: str | os.PathLike[str],
     config: TrainConfig,
     device: torch.device | None,
-    attack: AttackFn | None,
 ) -> _Job:
-    """Check the output location, load the cache, pick the device and the attack."""
+    """Check the output location, load the cache, pick the device."""
     from robustmer.data import Cache, load_cache
 
     system = get_system(config.system)
     out = check_writable(out_dir, "run directory")
     cache_obj = cache if isinstance(cache, Cache) else load_cache(cache)
     dev = device if device is not None else resolve_device(config.device)
-    if system.adversarial and attack is None:
-        from robustmer.attacks import paper_attack
-
-        attack = paper_attack
-    return _Job(out, config, system, cache_obj, dev, attack if system.adversarial else None)
+    return _Job(out, config, system, cache_obj, dev)
 
 
 def _train_data(job: _Job) -> _TrainData:
@@ -649,12 +644,8 @@ def _adversarial_update(
     job: _Job, state: TrainState, xb: torch.Tensor, yb: torch.Tensor
 ) -> torch.Tensor:
     """The adversarial step on one batch; counts the attack's work. Returns its loss."""
-    if job.attack is None:
-        raise RobustmerError(f"{job.label}: adversarial epoch without an attack")
     batch = xb.shape[0]
-    adv_loss, result = adversarial_step(
-        state.model, state.optimizer, xb, yb, config=job.config, attack=job.attack
-    )
+    adv_loss, result = adversarial_step(state.model, state.optimizer, xb, yb, config=job.config)
     iterations = int(result.iterations.sum())
     counters = state.counters
     counters["attack_calls"] += 1
@@ -814,36 +805,32 @@ def _final_metrics(job: _Job) -> dict[str, Any]:
     }
 
 
-def _final_record(job: _Job, state: TrainState, metrics: dict[str, Any]) -> dict[str, Any]:
+def _final_record(job: _Job, state: TrainState, metrics: dict[str, Any]) -> FinalMetrics:
     """The content of ``final.json``."""
     import torch
 
     epochs_run, device = len(state.rows), job.device
-    return {
-        "system": job.system.name,
-        "seed": job.config.seed,
-        "arch": job.system.arch,
-        "width": job.config.width,
-        "monitor": job.config.monitor,
-        "best_epoch": state.best_epoch,
-        "best_score": state.best_score,
-        "epochs_run": epochs_run,
-        "stopped_early": epochs_run < job.config.max_epochs,
-        "metrics": metrics,
-        "cost": {
-            "wall_seconds": state.elapsed,
-            "epochs_run": epochs_run,
-            "adversarial_epochs": sum(bool(r["adversarial"]) for r in state.rows),
+    return FinalMetrics(
+        system=job.system.name,
+        seed=job.config.seed,
+        arch=job.system.arch,
+        width=job.config.width,
+        monitor=job.config.monitor,
+        best_epoch=state.best_epoch,
+        best_score=state.best_score,
+        epochs_run=epochs_run,
+        stopped_early=epochs_run < job.config.max_epochs,
+        metrics=metrics,
+        cost=Cost(
+            wall_seconds=state.elapsed,
+            epochs_run=epochs_run,
+            adversarial_epochs=sum(bool(r["adversarial"]) for r in state.rows),
             **state.counters,
-            "device": str(device),
-            "device_name": (
-                torch.cuda.get_device_name(device)
-                if device.type == "cuda"
-                else platform.processor() or platform.machine()
-            ),
-            "torch": torch.__version__,
-        },
-    }
+            device=str(device),
+            device_name=device_name(device),
+            torch=torch.__version__,
+        ),
+    )
 
 
 def train(
@@ -853,7 +840,6 @@ def train(
     *,
     device: torch.device | None = None,
     progress: bool = True,
-    attack: AttackFn | None = None,
     on_epoch_end: EpochHook | None = None,
 ) -> dict[str, Any]:
     """Train one system with one seed; resumable (DESIGN.md §6).
@@ -872,12 +858,6 @@ def train(
         Where to train (resolved by the caller); default: ``config.device`` resolved.
     progress : bool
         Show a progress bar (epochs, with the current validation correlation).
-    attack : callable, optional
-        Attack used for adversarial training, called as
-        ``attack(model, x [B,1,F,149], y [B,8], max_iters=adv_iters, lr=adv_lr)`` and
-        returning an :class:`robustmer.attacks.AttackResult` (``x_adv [B,1,F,149]``,
-        ``iterations [B]`` and ``model_passes`` are used).
-        Default :func:`robustmer.attacks.paper_attack`; tests pass a counting wrapper.
     on_epoch_end : callable, optional
         Called as ``on_epoch_end(epoch, row)`` after each epoch is committed to disk.
 
@@ -901,11 +881,11 @@ def train(
     ``(seed, epoch)``; each full batch of ``batch_size`` clips takes one Adam step on the
     MSE loss. On adversarial epochs (adversarial systems, 1-based epoch divisible by
     ``adv_every``), after every such step the model, in eval mode, attacks the batch with
-    the paper attack (``adv_iters`` iterations, learning rate ``adv_lr``), and one more
-    Adam step is taken, in train mode, on the adversarial batch with the emotion MSE only.
+    the attack of ``adv_attack`` (default: the paper attack, 50 steps of size 0.002), and
+    one more Adam step is taken, in train mode, on the adversarial batch with the emotion MSE only.
     Then :func:`commit_epoch` writes it to disk.
     """
-    job = _job(cache, out_dir, config, device, attack)
+    job = _job(cache, out_dir, config, device)
     data = _train_data(job)
     finished = _finished_or_start(job)
     if finished is not None:
@@ -926,7 +906,7 @@ def train(
         t0 = time.perf_counter()
         metrics = _final_metrics(job)
         state.elapsed += time.perf_counter() - t0
-    write_json(job.out / FINAL_FILE, _final_record(job, state, metrics))
+    _final_record(job, state, metrics).write(job.out / FINAL_FILE)
     logger.info(
         "%s: done, best epoch %d, test avg corr %.4f",
         job.label,
