@@ -10,6 +10,14 @@ import pytest
 
 os.environ.setdefault("ROBUSTMER_PROGRESS", "0")
 
+
+
+@pytest.fixture(autouse=True)
+def _private_data_store(tmp_path, monkeypatch):
+    """Every test gets its own shared data store (never the user's ~/.cache/robustmer)."""
+    monkeypatch.setenv("ROBUSTMER_CACHE", str(tmp_path / "robustmer-store"))
+
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 HEADER = "number,valence,energy,tension,anger,fear,happy,sad,tender,TARGET"
 ANN_HEADER = (

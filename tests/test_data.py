@@ -22,7 +22,10 @@ def test_paper_split_reproduces_the_papers_test_clips():
     assert sorted(everything.tolist()) == list(range(360))
 
 
-@pytest.mark.parametrize(("n", "sizes"), [(10, (8, 1, 1)), (61, (48, 7, 6)), (120, (96, 12, 12))])
+@pytest.mark.parametrize(
+    ("n", "sizes"),
+    [(10, (8, 1, 1)), (61, (48, 7, 6)), (120, (96, 12, 12)), (600, (480, 60, 60))],
+)
 def test_split_sizes_follow_the_formula(n, sizes):
     split = paper_split(n)
     assert tuple(len(split[k]) for k in ("train", "validation", "test")) == sizes

@@ -90,6 +90,11 @@ def test_fixture_logs_reported_as_computed_by_hand(shared_dir: Path, tmp_path: P
         assert table1[system]["delta_mae_median"] == pytest.approx(hand["delta_mae"], abs=1e-9)
         assert row["iterations_mean"] == 1000 and row["converged_rate"] == 0
         assert row["snr_db_median"] is None  # the authors' SNR is not robustmer's: NaN
+    # no training cost in the logs: one note for all runs, none left out
+    assert [n for n in summary["notes"] if "cost" in n] == [
+        "training cost unknown: A2E-seed6, A2M2E-seed6 (2 run(s))"
+    ]
+    assert summary["excluded"] == []
     # the numbers the documentation quotes (docs/paper-logs.md)
     assert delta[("A2E", 6)]["delta_mae"] == pytest.approx(1.304, abs=5e-4)
     assert delta[("A2M2E", 6)]["delta_mae"] == pytest.approx(1.497, abs=5e-4)
@@ -121,7 +126,8 @@ def test_fixture_log_columns_and_records(shared_dir: Path, tmp_path: Path) -> No
     assert summary.cost.attack_clip_iterations == 36 * 1000
     assert math.isnan(summary.cost.wall_seconds)
     clips = read_clips(attack_dir(runs[0], key))  # checks the columns
-    assert list(clips.columns) == clip_columns(False) and len(clips) == 36
+    assert list(clips.columns) == [*clip_columns(False), "paper_db"] and len(clips) == 36
+    np.testing.assert_array_equal(clips["paper_db"], log.clips["paper_db"])
     assert (runs[0] / "paper_log" / "log.csv").read_bytes() == (folder / "log.csv").read_bytes()
 
 

@@ -96,6 +96,8 @@ def test_per_clip_reader_checks_the_columns(tmp_path: Path) -> None:
     df.drop(columns=["attack_key"]).to_parquet(tmp_path / "clips.parquet", index=False)
     with pytest.raises(RobustmerError, match=r"clips\.parquet: columns differ .*attack_key"):
         read_clips(tmp_path)
+    df.assign(source_db=1.0).to_parquet(tmp_path / "clips.parquet", index=False)
+    assert list(read_clips(tmp_path).columns) == [*clip_columns(True), "source_db"]  # extras
     df.iloc[:0].to_parquet(tmp_path / "clips.parquet", index=False)
     with pytest.raises(RobustmerError, match="no rows"):
         read_clips(tmp_path)

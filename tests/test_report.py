@@ -23,6 +23,7 @@ from robustmer.evaluation.stats import paired_tests
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
 from robustmer.records import AttackSummary, Cost, FinalMetrics, attack_dir, clip_columns
 from robustmer.report import build_report, cost_ratios, cost_table, table1
+from robustmer.report.render import fmt_p
 
 CLIP_IDS = [146, 310, 335, 329, 57]
 
@@ -353,47 +354,63 @@ def test_delta_mae_per_model_by_hand(study: Path) -> None:
     assert len(clips) == 40 and set(clips["clip_id"]) == set(CLIP_IDS)
 
 
-def test_significance_tests_by_hand(study: Path) -> None:
-    tests = _read(study, "tests").set_index(["a", "b"])
-    assert list(tests.index) == [("A2E", "A2M2E"), ("A2B2E", "A2M2E")]
-    # pair clips by (seed, clip_id), pooled over seeds 6 and 21
-    d = np.array(
+def _clip_deltas(a: str, b: str) -> np.ndarray:
+    """Per-clip ΔMAE of ``a`` minus that of ``b``, paired by (seed, clip), seeds 6 then 21."""
+    return np.array(
         [
-            a - b
+            (adv_a - clean_a) - (adv_b - clean_b)
             for seed in (6, 21)
-            for a, b in zip(ATTACKED[("A2E", seed)][1], ATTACKED[("A2M2E", seed)][1], strict=True)
+            for clean_a, adv_a, clean_b, adv_b in zip(
+                *ATTACKED[(a, seed)], *ATTACKED[(b, seed)], strict=True
+            )
         ]
     )
+
+
+def _exact_wilcoxon(d: np.ndarray) -> tuple[float, float]:
+    """W and the exact two-sided p by enumerating all 2**n sign patterns (distinct |d|)."""
+    ranks = stats.rankdata(np.abs(d))
+    w = min(ranks[d > 0].sum(), ranks[d < 0].sum())
+    sums = [
+        sum(r for r, s in zip(ranks, signs, strict=True) if s)
+        for signs in itertools.product([0, 1], repeat=d.size)
+    ]
+    return w, min(1.0, 2 * float(np.mean(np.array(sums) <= w)))
+
+
+def test_significance_tests_by_hand(study: Path) -> None:
+    tests = _read(study, "tests").set_index(["a", "b"])
+    systems = ["A2E", "A2B2E", "A2M2E", "aA2E"]  # every pair, in the paper's order
+    assert list(tests.index) == list(itertools.combinations(systems, 2))
+    assert (tests["column"] == "delta_mae").all()
+    d = _clip_deltas("A2E", "A2M2E")
     row = tests.loc[("A2E", "A2M2E")]
     assert row["n"] == 10 and row["n_seeds"] == 2
     t = d.mean() / (d.std(ddof=1) / math.sqrt(10))
     assert row["t"] == pytest.approx(t, rel=1e-10)
     assert row["t_p"] == pytest.approx(2 * stats.t.sf(abs(t), df=9), rel=1e-8)
     assert row["cohen_dz"] == pytest.approx(d.mean() / d.std(ddof=1), rel=1e-10)
-    # d = [.68 .40 1.00 .55 .87 | .02 .56 -.05 .70 .17]: |d| are distinct, only -0.05 is
-    # negative and it has rank 2, so W = min(2, 53) = 2; exact two-sided p = 2 * #{rank
-    # subsets with sum <= 2} / 2**10 = 2 * 3 / 1024 (subsets {}, {1}, {2})
-    assert row["wilcoxon"] == 2.0
-    assert row["wilcoxon_p"] == pytest.approx(6 / 1024)
-    # the second pair: an independent exact Wilcoxon by enumerating all sign patterns
-    d2 = np.array(
-        [
-            a - b
-            for seed in (6, 21)
-            for a, b in zip(ATTACKED[("A2B2E", seed)][1], ATTACKED[("A2M2E", seed)][1], strict=True)
-        ]
-    )
-    ranks = stats.rankdata(np.abs(d2))
-    w = min(ranks[d2 > 0].sum(), ranks[d2 < 0].sum())
-    sums = [
-        sum(r for r, s in zip(ranks, signs, strict=True) if s)
-        for signs in itertools.product([0, 1], repeat=10)
-    ]
-    p_exact = min(1.0, 2 * np.mean(np.array(sums) <= w))
+    assert row["dz_ci_low"] < row["cohen_dz"] < row["dz_ci_high"]
+    assert row["median_diff"] == pytest.approx(np.median(d))
+    w, p_exact = _exact_wilcoxon(d)
+    assert row["wilcoxon"] == pytest.approx(w) and row["wilcoxon_p"] == pytest.approx(p_exact)
     row2 = tests.loc[("A2B2E", "A2M2E")]
-    assert row2["wilcoxon"] == pytest.approx(w)
-    assert row2["wilcoxon_p"] == pytest.approx(p_exact)
-    assert row2["mean_diff"] == pytest.approx(d2.mean())
+    w2, p2 = _exact_wilcoxon(_clip_deltas("A2B2E", "A2M2E"))
+    assert row2["wilcoxon"] == pytest.approx(w2) and row2["wilcoxon_p"] == pytest.approx(p2)
+    # Holm over the 6 pairs, per family, by hand: sort, scale by 6, 5, ..., running maximum
+    for column in ("t_p", "wilcoxon_p"):
+        p = tests[column].to_numpy()
+        order = np.argsort(p)
+        adjusted = np.empty(6)
+        running = 0.0
+        for rank, i in enumerate(order):
+            running = max(running, min(1.0, (6 - rank) * p[i]))
+            adjusted[i] = running
+        np.testing.assert_allclose(tests[f"{column}_holm"].to_numpy(), adjusted)
+    # power of the paired t-test at n = 10 for d_z = 0.3 (noncentral t)
+    nc, crit = 0.3 * math.sqrt(10), stats.t.ppf(0.975, 9)
+    power = stats.nct.sf(crit, 9, nc) + stats.nct.cdf(-crit, 9, nc)
+    assert row["power"] == pytest.approx(power)
 
 
 def test_cost_table_by_hand(study: Path) -> None:
@@ -427,6 +444,14 @@ def test_summary_json_matches_tables(study: Path) -> None:
                 else:
                     assert record[key] == value, (name, key)
     assert summary["figure_seed"] == 6
+    # the same specs make the Markdown tables and describe them in summary.json
+    md = (study / "report" / "report.md").read_text(encoding="utf-8")
+    for name in ("table1", "delta_mae", "tests", "cost", "cost_ratios"):
+        columns = summary["table_specs"][name]["columns"]
+        header = "| " + " | ".join(c["header"] for c in columns) + " |"
+        assert header in md, name
+        assert all(c["key"] in summary[name][0] for c in columns), name
+    assert "paper_avg_corr" not in [c["key"] for c in summary["table_specs"]["table1"]["columns"]]
     assert any("A2M2E-seed42" in n and "not finished" in n for n in summary["notes"])
     assert any("A2E-seed42" in n and "attack" in n for n in summary["notes"])
     prov = summary["provenance"]
@@ -439,7 +464,10 @@ def test_summary_json_matches_tables(study: Path) -> None:
 
 def test_report_markdown_content(study: Path) -> None:
     md = (study / "report" / "report.md").read_text(encoding="utf-8")
-    assert "| A2E | 3 | 0.730 ± 0.030 | – | 0.100 ± 0.010 | – |" in md
+    # synthetic data: no paper columns; the conclusion comes first
+    assert "| A2E | 3 | 0.730 ± 0.030 | 0.100 ± 0.010 | 2 | 1.395 | 1.395 |" in md
+    assert "(paper)" not in md and "Red diamonds" not in md
+    assert md.index("## Conclusion") < md.index("## Table 1")
     assert "rating/10 scale" in md
     assert "figures/fig3_delta_mae.png" in md and "figures/fig4_true_vs_pred.svg" in md
     assert "A2M2E-seed42: not finished" in md
@@ -535,3 +563,192 @@ def test_cli_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "robustmer: error:" in err and "no finished runs" in err
     assert "Traceback" not in err
+
+
+def _edit_study_json(study: Path, **changes: object) -> None:
+    path = study / "study.json"
+    doc = json.loads(path.read_text())
+    doc.update(changes)
+    path.write_text(json.dumps(doc))
+
+
+def test_paper_values_only_for_paper_data_and_attack(tmp_path: Path) -> None:
+    study = make_study(tmp_path)
+    _edit_study_json(study, data={"kind": "real", "manifest_hash": "abc123"})
+    md = (build_report(study) / "report.md").read_text(encoding="utf-8")
+    assert "| A2E | 3 | 0.730 ± 0.030 | 0.73 ± 0.02 | 0.100 ± 0.010 | 0.10 ± 0.01 |" in md
+    assert "ΔMAE median (paper, approx.)" in md and "Red diamonds" in md
+    # the paper's ΔMAE values apply to the paper's attack settings only
+    from types import SimpleNamespace
+
+    from robustmer.attacks import attack_config
+    from robustmer.report.build import paper_reference
+    from robustmer.report.figures import paper_median_note
+    from robustmer.report.sections import table1_spec
+
+    real = {"data": {"kind": "real"}}
+    for settings, expected in (
+        (ATTACK.to_dict(), (True, True)),
+        (PaperConfig(steps=50).to_dict(), (True, False)),
+        (PaperConfig(mode="bounded", epsilon=0.01).to_dict(), (True, False)),
+        (attack_config("pgd", epsilon=0.1).to_dict(), (True, False)),
+    ):
+        assert paper_reference(SimpleNamespace(study=real, attack_settings=settings)) == expected
+    keys = [c.key for c in table1_spec(paper_data=True, paper_attack=False).columns]
+    assert "paper_avg_corr" in keys and "paper_delta_mae_median" not in keys
+    assert "not the paper's unbounded 1000-iteration one" in paper_median_note(True, False)
+
+
+def test_figure3_axis_from_zero_and_legend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustmer.report import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, stem: drawn.append(fig) or {})
+    delta = pd.DataFrame(
+        {"system": ["A2E", "A2E", "A2M2E", "aA2E"], "delta_mae": [0.5, 0.6, 0.3, 0.35]}
+    )
+    figures.figure_delta_mae(delta, tmp_path / "f", show_paper=False)
+    figures.figure_delta_mae(delta, tmp_path / "g", show_paper=True)
+    plain, with_paper = (fig.axes[0] for fig in drawn)
+    assert plain.get_ylim()[0] == 0.0 and plain.get_ylim()[1] > 0.6
+    labels = [t.get_text() for t in drawn[0].legends[0].get_texts()]
+    assert "not interpretable: A2E" in labels
+    assert "interpretable (mid-level bottleneck): A2M2E" in labels
+    assert "adversarially trained: aA2E" in labels
+    assert not any("paper" in label for label in labels)
+    labels = [t.get_text() for t in drawn[1].legends[0].get_texts()]
+    assert any("paper median" in label and "1000-iteration" in label for label in labels)
+    assert with_paper.get_ylim()[0] == 0.0 and with_paper.get_ylim()[1] > 1.6  # paper's A2E
+
+
+def test_stage_seconds_in_cost_section(tmp_path: Path) -> None:
+    study = make_study(tmp_path)
+    stages = {"synthesis": 20.0, "spectrograms": 10.0, "training": 150.0, "attacks": 15.0}
+    _edit_study_json(study, stage_seconds={**stages, "report": 5.0})
+    build_report(study)
+    table = _read(study, "stages")
+    assert list(table["stage"]) == [*stages, "report", "total"]
+    assert table["seconds"].iloc[-1] == pytest.approx(200.0)
+    assert table.set_index("stage").loc["training", "share"] == pytest.approx(0.75)
+    md = (study / "report" / "report.md").read_text(encoding="utf-8")
+    assert "| training | 150.0 | 0.75 |" in md and "| total | 200.0 | 1.00 |" in md
+    summary = json.loads((study / "report" / "summary.json").read_text())
+    assert summary["stages"][2] == {"stage": "training", "seconds": 150.0, "share": 0.75}
+    _edit_study_json(study, stage_seconds={"training": "slow"})
+    with pytest.raises(RobustmerError, match=r"study\.json: 'stage_seconds\.training' is 'slow'"):
+        build_report(study)
+
+
+def test_baseline_row_in_table1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ridge baseline result becomes a labelled Table 1 row without seeds or ΔMAE."""
+    import types
+
+    import robustmer.evaluation.baseline
+
+    study = make_study(tmp_path)
+    (study / "cache").mkdir()  # study.json: data.cache = "cache", relative to the study
+    result = {"avg_corr": 0.512, "mae": 0.125, "alpha": 10.0, "n_test": 36, "frames": 32}
+    seen = []
+    monkeypatch.setattr(
+        robustmer.evaluation.baseline,
+        "ridge_baseline",
+        lambda cache: seen.append(cache) or types.SimpleNamespace(to_dict=lambda: dict(result)),
+    )
+    build_report(study)
+    assert seen == [str(study / "cache")]
+    t1 = _read(study, "table1").set_index("system")
+    row = t1.loc["ridge baseline"]
+    assert row["kind"] == "baseline" and (t1.drop("ridge baseline")["kind"] == "system").all()
+    assert row["avg_corr_mean"] == pytest.approx(0.512) and row["mae_mean"] == pytest.approx(0.125)
+    assert math.isnan(row["n_seeds"]) and math.isnan(row["delta_mae_mean"])
+    md = (study / "report" / "report.md").read_text(encoding="utf-8")
+    assert "| ridge baseline | – | 0.512 | 0.125 | – | – | – | – |" in md
+    assert "penalty 10 chosen on the validation clips, scored on 36 test clips" in md
+    assert "The ridge baseline on per-band statistics reaches 0.512; every system beats it." in md
+    summary = json.loads((study / "report" / "summary.json").read_text())
+    assert summary["baseline"] == result
+
+
+def _clips_for(deltas: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Per-clip rows with the given ΔMAE per system (2 seeds x n/2 clips each)."""
+    frames = []
+    for system, delta in deltas.items():
+        n = delta.size
+        frames.append(
+            pd.DataFrame(
+                {
+                    "system": system,
+                    "seed": np.repeat([1, 2], n // 2),
+                    "clip_id": np.tile(np.arange(n // 2), 2),
+                    "mae_clean": 0.1,
+                    "mae_adv": 0.1 + delta,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _conclusion_for(clips: pd.DataFrame, data_kind: str = "synthetic") -> tuple[str, pd.DataFrame]:
+    from robustmer.report.conclusion import conclusion
+    from robustmer.report.tables import power_summary, significance_tests
+
+    tests = significance_tests(clips)
+    runs = pd.DataFrame(
+        {
+            "system": sorted(set(clips["system"])),
+            "seed": 1,
+            "test_avg_corr": 0.6,
+            "test_mae": 0.1,
+        }
+    )
+    t1 = table1(runs)
+    ratios = pd.DataFrame(columns=["adversarial", "standard", "passes_ratio", "wall_ratio"])
+    text = conclusion(
+        t1, tests, ratios, power_summary(tests), data_kind=data_kind, profile="quick"
+    )
+    return text, tests
+
+
+def test_conclusion_states_a_clear_difference_with_its_p() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.normal(1.0, 0.1, size=120)
+    # A2M2E's ΔMAE is lower by 0.3 on every clip, plus noise: clearly more robust
+    clips = _clips_for({"A2E": base, "A2M2E": base - 0.3 + rng.normal(0, 0.05, size=120)})
+    text, tests = _conclusion_for(clips)
+    row = tests.iloc[0]
+    assert text.startswith("These results come from **synthetic** data (profile quick)")
+    assert "**A2M2E is more robust than A2E**" in text
+    assert f"Holm-adjusted p = {fmt_p(row['t_p_holm'])} t-test, " in text
+    assert f"{fmt_p(row['wilcoxon_p_holm'])} Wilcoxon)" in text
+    assert f"lower by {abs(row['mean_diff']):.3f} on average" in text
+    assert "No significant difference" not in text
+    assert "n = 120 paired clips" in text and "90 pairs give power 0.8." in text
+
+
+def test_conclusion_equal_systems_no_significant_difference() -> None:
+    rng = np.random.default_rng(1)
+    clips = _clips_for({"A2E": rng.normal(1.0, 0.1, 40), "A2B2E": rng.normal(1.0, 0.1, 40)})
+    text, tests = _conclusion_for(clips, data_kind="real")
+    assert tests.iloc[0]["t_p_holm"] > 0.05
+    assert "**No significant difference** in robustness" in text and "more robust" not in text
+    assert "A2E vs A2B2E (p = " in text
+    assert text.startswith("On the real Soundtracks data (profile quick):")
+    # n = 40 < 90: the paragraph says the test has little power
+    assert "weak evidence of equal robustness" in text
+
+
+def test_readme_block_has_conclusion_table1_and_figures(study: Path) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "update_readme.py"
+    spec = importlib.util.spec_from_file_location("_update_readme", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    block = module.quick_block(study)
+    md = (study / "report" / "report.md").read_text(encoding="utf-8")
+    assert block.startswith(module.START) and block.endswith(module.END)
+    assert module.section(md, "Conclusion") in block and "**A2M2E is more robust" in block
+    assert "| A2E | 3 | 0.730 ± 0.030 | 0.100 ± 0.010 |" in block
+    assert "docs/images/quick-fig3.png" in block and "docs/images/quick-fig4.png" in block
+    assert "seeds 10 → 2, train.max_epochs 199 → 12" in block

@@ -90,7 +90,10 @@ def test_tiny_study_through_the_cli(tiny_cache, tmp_path, capsys):
     ):
         assert (report / name).is_file(), name
     table1 = pd.read_csv(report / "table1.csv")
-    assert list(table1["system"]) == ["A2E", "A2M2E"]
+    assert list(table1.loc[table1["kind"] == "system", "system"]) == ["A2E", "A2M2E"]
+    # the ridge baseline on the study's own cache, as the last row
+    assert list(table1["kind"]) == ["system", "system", "baseline"]
+    assert np.isfinite(table1["avg_corr_mean"].iloc[-1])
     # Table 1 is the mean over seeds of each run's clean test correlation (final.json)
     for system in ("A2E", "A2M2E"):
         runs = [
@@ -118,11 +121,37 @@ def test_synthetic_study_and_what_it_shrank(tmp_path):
     report = run_study(out, profile=TINY, device="cpu", jobs=1, progress=False)
     state = json.loads((out / "study.json").read_text())
     assert state["data"]["kind"] == "synthetic" and state["data"]["clips_in_cache"] == 30
-    assert (out / "data" / "soundtracks" / "Set1" / "001.mp3").is_file()
+    store = Path(state["data"]["store"])
+    assert (store / "data" / "soundtracks" / "Set1" / "001.flac").is_file()
+    assert state["data"]["reused"] is False
     assert state["shrunk"]["frames"] == {"paper": 313, "used": 16}
     assert state["shrunk"]["train.max_epochs"] == {"paper": 199, "used": 3}
     summary = json.loads((report / "summary.json").read_text())
     assert "frames" in json.dumps(summary)  # the report says what was shrunk
+
+
+def test_second_study_reuses_the_stored_synthetic_data(tmp_path, monkeypatch):
+    """Synthetic clips and spectrograms are made once: a second study with the same data
+    settings neither synthesises nor computes a spectrogram, and gets the same cache."""
+    import robustmer.audio
+    import robustmer.data.synth as synth
+    from robustmer.data import load_cache
+    from robustmer.study.run import _prepare_data
+
+    profile = TINY.with_overrides(systems=("A2E",), seeds=(6,))
+    given = {"data": None, "soundtracks": None, "midlevel": None}
+    first, info1 = _prepare_data(tmp_path / "a", profile, **given)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the stored data should have been reused")
+
+    monkeypatch.setattr(synth, "generate_synthetic", fail)
+    monkeypatch.setattr(robustmer.audio, "spectrogram_from_file", fail)
+    second, info2 = _prepare_data(tmp_path / "b", profile, **given)
+    assert (info1["reused"], info2["reused"]) == (False, True)
+    assert info1["store"] == info2["store"]
+    assert load_cache(first).manifest_hash == load_cache(second).manifest_hash
+    assert second == tmp_path / "b" / "cache" and (second / "excerpts.npy").is_file()
 
 
 def test_a_moved_study_uses_its_own_files(tmp_path, monkeypatch):
@@ -179,6 +208,8 @@ def test_quick_profile_keeps_the_papers_recipe():
         "train.max_epochs",
         "train.patience",
         "train.width",
+        "train.lr",  # far fewer steps than the paper's (docs/quick-profile.md)
+        "train.amp",  # bf16 autocast of the training steps: a speed option
         "train.adv_attack.steps",
         "attack.paper.steps",
     }

@@ -35,7 +35,7 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from robustmer._io import read_json, write_json
+from robustmer._io import read_json, write_json, write_table
 from robustmer.errors import RobustmerError
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
 
@@ -60,6 +60,7 @@ __all__ = [
     "attack_dir",
     "clip_columns",
     "read_clips",
+    "write_clips",
 ]
 
 FORMAT_VERSION = 2
@@ -381,13 +382,43 @@ def clip_columns(bottleneck: bool) -> list[str]:
     return [*CLIP_COLUMNS, *(MIDLEVEL_CLIP_COLUMNS if bottleneck else ())]
 
 
+def _check_columns(df: Any, path: Path) -> None:
+    bottleneck = MIDLEVEL_CLIP_COLUMNS[0] in df.columns
+    expected = clip_columns(bottleneck)
+    if list(df.columns[: len(expected)]) != expected:
+        missing = [c for c in expected if c not in df.columns]
+        raise RobustmerError(
+            f"{path}: columns differ from the per-clip table (missing {missing}, order "
+            f"{list(df.columns[:4])}...); expected {', '.join(expected[:6])}, ... first "
+            "(docs/records.md)"
+        )
+    if df.empty:
+        raise RobustmerError(f"{path}: no rows; expected one row per attacked clip")
+
+
+def write_clips(df: Any, directory: str | os.PathLike[str]) -> None:
+    """Write a per-clip table as ``clips.parquet`` and ``clips.csv`` (atomically).
+
+    Raises
+    ------
+    RobustmerError
+        If the table does not start with the columns of :func:`clip_columns` in order, or
+        has no rows.
+    """
+    directory = Path(directory)
+    _check_columns(df, directory / f"{CLIPS_STEM}.parquet")
+    directory.mkdir(parents=True, exist_ok=True)
+    write_table(df, directory / CLIPS_STEM)
+
+
 def read_clips(directory: str | os.PathLike[str]) -> Any:
     """Read ``clips.parquet`` (or ``clips.csv``) of an attack directory and check it.
 
     Returns
     -------
     pandas.DataFrame
-        One row per clip, the columns of :func:`clip_columns` in order.
+        One row per clip, the columns of :func:`clip_columns` in order first (a source may
+        add its own columns after them, e.g. imported logs).
 
     Raises
     ------
@@ -404,15 +435,5 @@ def read_clips(directory: str | os.PathLike[str]) -> Any:
         path, df = csv, pd.read_csv(csv)
     else:
         raise RobustmerError(f"{parquet}: file not found; expected the per-clip attack table")
-    bottleneck = MIDLEVEL_CLIP_COLUMNS[0] in df.columns
-    expected = clip_columns(bottleneck)
-    if list(df.columns) != expected:
-        missing = [c for c in expected if c not in df.columns]
-        extra = [c for c in df.columns if c not in expected]
-        raise RobustmerError(
-            f"{path}: columns differ from the per-clip table (missing {missing}, unexpected "
-            f"{extra}); expected {', '.join(expected[:6])}, ... (docs/records.md)"
-        )
-    if df.empty:
-        raise RobustmerError(f"{path}: no rows; expected one row per attacked clip")
+    _check_columns(df, path)
     return df

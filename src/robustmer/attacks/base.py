@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from robustmer.attacks.config import AttackConfig
+from robustmer.attacks.domain import Domain, make_domain
+from robustmer.attacks.goal import Goal, parse_target
 from robustmer.attacks.result import AttackResult, MagnitudeScale
 from robustmer.errors import RobustmerError
 from robustmer.names import EMOTIONS
@@ -148,6 +150,8 @@ class Attack(abc.ABC):
         self.model = model
         self.config = config
         self.normalization = normalization
+        self.domain: Domain = make_domain(config.domain, config.snr_db)
+        self.goal: Goal = parse_target(config.target)
 
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, *, callback: ProgressCallback | None = None
@@ -156,8 +160,9 @@ class Attack(abc.ABC):
 
         Parameters
         ----------
-        x : torch.Tensor, float, shape [B, 1, F, T]
-            Normalised log spectrograms (excerpts), on the model's device.
+        x : torch.Tensor, float, shape [B, 1, F, T] or [B, samples]
+            Normalised log spectrograms (excerpts), or waveforms in [-1, 1] for an attack in
+            the waveform domain (:mod:`robustmer.attacks.domain`), on the model's device.
         y : torch.Tensor, float, shape [B, 8]
             True emotion ratings on the training scale (ratings / 10).
         callback : ProgressCallback or None
@@ -193,17 +198,13 @@ class Attack(abc.ABC):
     ) -> AttackResult:
         """Attack a checked batch; the model is in eval mode with gradients off."""
 
-    @staticmethod
-    def _check_inputs(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
+    def _check_inputs(self, x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
             raise RobustmerError(
                 f"attack input: got x={type(x).__name__}, y={type(y).__name__}; "
                 "expected torch tensors"
             )
-        if x.ndim != 4 or x.shape[1] != 1:
-            raise RobustmerError(
-                f"attack input x: shape {tuple(x.shape)}; expected [B, 1, frames, bands]"
-            )
+        self.domain.check(x)
         if x.shape[0] == 0:
             raise RobustmerError("attack input x: empty batch; expected at least one clip")
         n = len(EMOTIONS)

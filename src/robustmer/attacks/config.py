@@ -15,6 +15,18 @@ The same idea has the same field name in every attack:
 ``target``    None (untargeted) or a target the attack moves the prediction towards
 ============  ==============================================================================
 
+Every attack also has three settings of its base class (keyword-only):
+
+============  ==============================================================================
+``domain``    ``"spectrogram"`` (default: the normalised log spectrogram) or ``"waveform"``
+              (the audio, through :class:`robustmer.models.WaveformModel`);
+              :mod:`robustmer.attacks.domain`
+``snr_db``    waveform domain: minimum SNR of the adversarial audio [dB], enforced after
+              every step (:mod:`robustmer.attacks.projection`); None = no SNR budget
+``target``    None (untargeted), an emotion profile name, 8 ratings or a concept shift
+              (:func:`robustmer.attacks.goal.parse_target`)
+============  ==============================================================================
+
 :meth:`AttackConfig.key` names the directory an attack's results are stored under, derived
 from the full settings, so attacks with different settings never overwrite each other.
 """
@@ -114,8 +126,13 @@ class AttackConfig:
 
     name: ClassVar[str] = "attack"
 
+    domain: str = dataclasses.field(default="spectrogram", kw_only=True)
+    snr_db: float | None = dataclasses.field(default=None, kw_only=True)
+    target: str | None = dataclasses.field(default=None, kw_only=True)
+
     def __post_init__(self) -> None:
-        """Store integers given for float fields as floats (``1`` and ``1.0`` are one key).
+        """Store integers given for float fields as floats (``1`` and ``1.0`` are one key);
+        check ``domain``, ``snr_db`` and ``target``.
 
         Subclasses call ``super().__post_init__()`` before validating.
         """
@@ -125,6 +142,20 @@ class AttackConfig:
             kinds = typing.get_args(hints[f.name]) or (hints[f.name],)
             if float in kinds and isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, f.name, float(value))
+        from robustmer.attacks.domain import make_domain
+        from robustmer.attacks.goal import parse_target
+
+        if self.snr_db is not None and (
+            isinstance(self.snr_db, bool)
+            or not isinstance(self.snr_db, float)
+            or not math.isfinite(self.snr_db)
+        ):
+            raise RobustmerError(
+                f"{_what(self, 'snr_db')} {self.snr_db!r}: invalid; expected a finite number "
+                "of dB or none"
+            )
+        make_domain(self.domain, self.snr_db)
+        parse_target(self.target)
 
     @classmethod
     def parse(cls, settings: typing.Iterable[str]) -> Self:

@@ -65,7 +65,7 @@ from robustmer.attacks.base import (
     report_progress,
 )
 from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
-from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms, snr_db
+from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms
 from robustmer.errors import RobustmerError
 
 __all__ = [
@@ -170,6 +170,12 @@ class PaperConfig(AttackConfig):
             raise RobustmerError(
                 "attack 'paper' epsilon None: bounded mode needs a radius; expected a finite "
                 "number > 0"
+            )
+        if self.target is not None:
+            raise RobustmerError(
+                f"attack 'paper' target {self.target!r}: the paper attack is untargeted (its "
+                "schedule follows the correlation with the true ratings); expected no target, "
+                "or attack pgd for a targeted attack"
             )
         if not MODES[self.mode].bounded and self.epsilon is not None:
             raise RobustmerError(
@@ -344,8 +350,9 @@ class PaperAttack(Attack):
             adam_step(delta, -grad.sign(), exp_avg, exp_avg_sq, it, lr=config.step_size)
             if bound is not None:
                 delta.clamp_(-bound, bound)
+            delta = self.domain.constrain(xa, delta)  # waveform: SNR budget, [-1, 1]
 
-        x_adv = x + best  # [B, 1, F, T]
+        x_adv = self.domain.adversarial(x, best)  # [B, 1, F, T] or [B, samples]
         with torch.no_grad(), _autocast(device, amp):
             pred_adv, mid_adv = model_outputs(model(x_adv))  # [B, 8], [B, 7] | None
         pred_adv = pred_adv.float()
@@ -356,7 +363,7 @@ class PaperAttack(Attack):
         else:
             pred, mid_reported = pred_adv, mid_adv
 
-        l2, linf = perturbation_norms(best)  # [B], [B]
+        l2, linf = perturbation_norms(self.domain.applied(x, best))  # [B], [B]
         return AttackResult(
             x_adv=x_adv.detach().float().cpu(),
             pred_clean=pred_clean.cpu(),
@@ -367,7 +374,7 @@ class PaperAttack(Attack):
             threshold=tau.cpu(),
             l2=l2.cpu(),
             linf=linf.cpu(),
-            snr_db=snr_db(x, x_adv, self.normalization),
+            snr_db=self.domain.snr_db(x, x_adv, self.normalization),
             midlevel_clean=None if mid_clean is None else mid_clean.float().cpu(),
             midlevel_adv=None if mid_reported is None else mid_reported.cpu(),
             model_passes=passes,

@@ -14,6 +14,11 @@ uniform in [-ε, ε]; L2: uniform in the volume), drawn from a CPU generator see
 δ of the restart with the highest loss. This is the update of ART's
 ``ProjectedGradientDescentPyTorch`` (without random init, ``decay`` or
 clip values), against which the tests check it.
+
+With a ``target`` (:mod:`robustmer.attacks.goal`) the ascent is on the goal's objective (the
+negated distance to the target) instead of the MSE, and each restart is judged by it. In
+the waveform domain (:mod:`robustmer.attacks.domain`) ε is an amplitude, and every step is
+followed by the domain's SNR projection and clipping to [-1, 1].
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from robustmer.attacks.base import (
     report_progress,
 )
 from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
-from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms, snr_db
+from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms
 from robustmer.errors import RobustmerError
 
 __all__ = ["NORMS", "PGD", "PGDConfig", "PGDNorm"]
@@ -182,6 +187,7 @@ class PGD(Attack):
         with torch.no_grad():
             pred_clean, mid_clean = model_outputs(model(x))  # [B, 8], [B, 7] | None
         passes = b
+        objective = self.goal.bind(pred_clean, mid_clean, y)  # (p, mid) -> [B] to maximise
 
         best_delta = torch.zeros_like(x)  # [B, 1, F, T]
         best_loss = torch.full((b,), -math.inf, device=x.device)  # [B]
@@ -192,22 +198,24 @@ class PGD(Attack):
             if config.random_start:
                 delta = norm.random(x.shape, eps, gen).to(device=x.device, dtype=x.dtype)
                 delta = norm.project(delta, eps)  # float32 rounding may step outside
+                delta = self.domain.constrain(x, delta)
             else:
                 delta = torch.zeros_like(x)  # [B, 1, F, T]
             for _ in range(config.steps):
                 step += 1
                 d = delta.detach().requires_grad_(True)  # [B, 1, F, T]
                 with torch.enable_grad():
-                    p, _ = model_outputs(model(x + d))  # [B, 8]
-                    loss = (p - y).pow(2).mean(dim=1).sum()  # per-clip MSE, summed
+                    p, mid = model_outputs(model(x + d))  # [B, 8], [B, 7] | None
+                    loss = objective(p, mid).sum()  # per-clip objective, summed
                 (grad,) = torch.autograd.grad(loss, d)  # [B, 1, F, T]
                 passes += b
                 report_progress(callback, step, b, clip_pearson(p, y))
                 delta = norm.project(delta + alpha * norm.direction(grad), eps)
+                delta = self.domain.constrain(x, delta)  # e.g. the waveform's SNR budget
             with torch.no_grad():
                 p, mid = model_outputs(model(x + delta))  # [B, 8], [B, 7] | None
             passes += b
-            loss_c = (p - y).pow(2).mean(dim=1)  # [B]
+            loss_c = objective(p, mid)  # [B]
             better = loss_c > best_loss  # [B]
             best_loss = torch.where(better, loss_c, best_loss)
             best_delta[better] = delta[better]
@@ -215,8 +223,8 @@ class PGD(Attack):
             if best_mid is not None and mid is not None:
                 best_mid[better] = mid[better]
 
-        x_adv = x + best_delta  # [B, 1, F, T]
-        l2, linf = perturbation_norms(best_delta)
+        x_adv = self.domain.adversarial(x, best_delta)  # [B, 1, F, T] or [B, samples]
+        l2, linf = perturbation_norms(self.domain.applied(x, best_delta))
         return AttackResult(
             x_adv=x_adv.detach().float().cpu(),
             pred_clean=pred_clean.float().cpu(),
@@ -227,7 +235,7 @@ class PGD(Attack):
             threshold=torch.full((b,), math.nan, dtype=torch.float64),
             l2=l2.cpu(),
             linf=linf.cpu(),
-            snr_db=snr_db(x, x_adv, self.normalization),
+            snr_db=self.domain.snr_db(x, x_adv, self.normalization),
             midlevel_clean=None if mid_clean is None else mid_clean.float().cpu(),
             midlevel_adv=None if best_mid is None else best_mid.float().cpu(),
             model_passes=passes,

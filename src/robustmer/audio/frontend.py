@@ -106,14 +106,58 @@ class LogFilteredSpectrogram(torch.nn.Module):
         last_start = math.floor((len(starts) - 1) * self.config.hop)  # == starts[-1], no sync
         pad = max(0, last_start + size - length)
         padded = torch.nn.functional.pad(batch, (0, pad))  # [B, T + pad]
-        frames = padded[:, index]  # [B, F, N]
-        window = self.window.to(dtype=batch.dtype)  # [N]
-        bank = self.filterbank.to(dtype=batch.dtype)  # [N/2, bands]
+        log_spec = self._log_spectrum(padded[:, index])  # [B, F, bands]
+        return log_spec[0] if single else log_spec
+
+    def excerpt(self, wave: torch.Tensor, first_frame: torch.Tensor, frames: int) -> torch.Tensor:
+        """Frames ``o .. o + frames - 1`` of clips' spectrograms, from audio starting at frame o.
+
+        Row ``b`` of ``wave`` holds a clip's samples from ``floor(o_b * hop)`` on, where
+        ``o_b = first_frame[b]``; frame ``i`` of the result then covers the samples
+        ``[floor((o_b + i) * hop), ... + frame_size)`` of the clip, exactly the frame grid of
+        :meth:`forward` on the whole clip (the fractional hop makes that grid's phase depend on
+        ``o_b``). Samples past the end of ``wave`` count as zeros, as in :meth:`forward`.
+
+        Parameters
+        ----------
+        wave : torch.Tensor
+            float32 or float64 ``[B, T]``; gradients flow back to it.
+        first_frame : torch.Tensor
+            int64 ``[B]``, each clip's first frame ``o_b >= 0``.
+        frames : int
+            Number of frames ``F >= 1``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, F, bands]``, the input's dtype and device; equal to
+            ``forward(clip)[o_b : o_b + F]`` for each clip long enough to fill all frames.
+        """
+        if wave.ndim != 2 or first_frame.shape != (wave.shape[0],) or frames < 1:
+            raise RobustmerError(
+                f"LogFilteredSpectrogram.excerpt: got wave {tuple(wave.shape)}, first_frame "
+                f"{tuple(first_frame.shape)}, frames={frames}; expected [B, T], [B] and >= 1"
+            )
+        hop, size = self.config.hop, self.config.frame_size
+        first = first_frame.to(device=wave.device, dtype=torch.float64)[:, None]  # [B, 1]
+        index = torch.arange(frames, dtype=torch.float64, device=wave.device)  # [F]
+        starts = torch.floor((first + index) * hop) - torch.floor(first * hop)  # [B, F]
+        offsets = torch.arange(size, device=wave.device)  # [N]
+        gather = starts.to(torch.int64)[:, :, None] + offsets  # [B, F, N]
+        pad = max(0, math.floor((frames - 1) * hop) + 1 + size - wave.shape[1])
+        padded = torch.nn.functional.pad(wave, (0, pad))  # [B, T + pad]
+        flat = torch.gather(padded, 1, gather.reshape(wave.shape[0], -1))  # [B, F * N]
+        return self._log_spectrum(flat.reshape(wave.shape[0], frames, size))  # [B, F, bands]
+
+    def _log_spectrum(self, frames: torch.Tensor) -> torch.Tensor:
+        """Windowed frames ``[B, F, N]`` -> ``log10(1 + filterbank(|rfft|))`` ``[B, F, bands]``."""
+        size = self.config.frame_size
+        window = self.window.to(dtype=frames.dtype)  # [N]
+        bank = self.filterbank.to(dtype=frames.dtype)  # [N/2, bands]
         spectrum = torch.fft.rfft(frames * window, n=size, dim=-1)  # [B, F, N/2 + 1] complex
         magnitude = spectrum[..., : self.config.num_bins].abs()  # [B, F, N/2]
         filtered = magnitude @ bank  # [B, F, bands]
-        log_spec = torch.log1p(filtered) * _INV_LN10  # [B, F, bands] = log10(1 + x)
-        return log_spec[0] if single else log_spec
+        return torch.log1p(filtered) * _INV_LN10  # [B, F, bands] = log10(1 + x)
 
     def extra_repr(self) -> str:
         return f"config={self.config}, bands={self.num_bands}"

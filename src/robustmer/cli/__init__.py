@@ -34,6 +34,7 @@ def _register() -> None:
     from robustmer.cli import attack as attack_cmds
     from robustmer.cli import data as data_cmds
     from robustmer.cli import paper_logs as paper_logs_cmds
+    from robustmer.cli import predict as predict_cmds
     from robustmer.cli import report as report_cmds
     from robustmer.cli import study as study_cmds
     from robustmer.cli import train as train_cmds
@@ -45,6 +46,7 @@ def _register() -> None:
     app.command("study")(study_cmds.study)
     app.command("attack")(attack_cmds.attack)
     app.command("import-paper-logs")(paper_logs_cmds.import_paper_logs)
+    app.command("predict")(predict_cmds.predict)
 
 
 _register()

@@ -47,18 +47,44 @@ def attack(
     out: Annotated[
         Path | None, typer.Option(help="Output directory (default RUN/attacks/<key>).")
     ] = None,
+    domain: Annotated[
+        str | None,
+        typer.Option(help="spectrogram (default) or waveform: perturb the audio itself."),
+    ] = None,
+    snr_db: Annotated[
+        float | None,
+        typer.Option("--snr-db", help="Waveform domain: minimum SNR of the adversarial audio."),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Targeted attack (pgd): an emotion profile (happy, sad, tender, fear, anger, "
+            "neutral), 8 ratings 'v,e,t,a,f,h,s,t' (1-9) or concept shifts "
+            "'dissonance=+1.5' (rating points). See docs/audio-attacks.md."
+        ),
+    ] = None,
+    save_audio: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-audio", help="Waveform domain: write clean/adversarial FLAC + JSON here."
+        ),
+    ] = None,
 ) -> None:
     """Attack RUN's clips; writes RUN/attacks/<key>/{clips.parquet,clips.csv,summary.json}.
 
     <key> is derived from the attack's full settings (e.g. paper-1a2b3c4d5e), so attacks
     with other settings never overwrite each other; a finished identical attack is skipped.
     Example: robustmer attack --run RUN --attack pgd --set epsilon=0.1 --set steps=20.
+    Audio: robustmer attack --run RUN --attack pgd --set epsilon=0.01 --domain waveform
+    --snr-db 30 --save-audio listen/ (see docs/audio-attacks.md).
     See docs/attacks.md.
     """
     from robustmer.evaluation import attack_run
     from robustmer.training import resolve_device
 
-    config = attack_settings(attack, settings)
+    shortcuts = {"domain": domain, "snr_db": snr_db, "target": target}
+    extra = [f"{k}={v}" for k, v in shortcuts.items() if v is not None]
+    config = attack_settings(attack, [*(settings or []), *extra])
     summary = attack_run(
         run,
         config,
@@ -67,6 +93,7 @@ def attack(
         device=resolve_device(device),
         save_examples=save_examples,
         out=out,
+        save_audio=save_audio,
     )
     typer.echo(
         f"{summary.system} seed {summary.seed} {summary.key}: "

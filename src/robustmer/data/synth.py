@@ -1078,3 +1078,129 @@ def generate_synthetic(
         "seed": seed,
         "synth_version": SYNTH_VERSION,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# The shared store: synthesise and prepare once, reuse in every later study
+# --------------------------------------------------------------------------------------------
+
+STORE_ENV = "ROBUSTMER_CACHE"
+"""Environment variable naming the store's directory (default ``$XDG_CACHE_HOME/robustmer``,
+i.e. ``~/.cache/robustmer``)."""
+
+_STORE_DONE = "complete.json"
+
+
+@dataclass(frozen=True)
+class StoredSynthetic:
+    """A synthetic data set and its prepared cache in the shared store.
+
+    Attributes
+    ----------
+    root : Path
+        ``<store>/synth-<key>``.
+    data : Path
+        The data set (``soundtracks/``, ``midlevel/``) as :func:`generate_synthetic` wrote it.
+    cache : Path
+        The prepared model inputs (:func:`robustmer.data.prepare`).
+    key : str
+        16 hex digits of the SHA-256 of :attr:`settings`.
+    settings : dict
+        Everything the data and the cache depend on (generator version and arguments, front
+        end, excerpt length, cache format version).
+    reused : bool
+        Whether this call found the store complete (nothing synthesised or prepared).
+    """
+
+    root: Path
+    data: Path
+    cache: Path
+    key: str
+    settings: dict[str, Any]
+    reused: bool
+
+
+def store_dir() -> Path:
+    """The shared store's directory: ``$ROBUSTMER_CACHE``, else ``$XDG_CACHE_HOME/robustmer``,
+    else ``~/.cache/robustmer``."""
+    if os.environ.get(STORE_ENV):
+        return Path(os.environ[STORE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "robustmer"
+
+
+def stored_synthetic(
+    *,
+    clips: int,
+    seconds: float,
+    seed: int,
+    frames: int,
+    audio_format: str = "flac",
+    sample_rate: int = 22050,
+) -> StoredSynthetic:
+    """Synthesise and prepare a data set once; later calls with the same settings reuse it.
+
+    The entry ``<store>/synth-<key>`` (:func:`store_dir`) is keyed by a hash of every setting
+    the files depend on, :data:`SYNTH_VERSION` and the cache format version included, so a
+    changed generator or front end never reuses stale files. Every file is written atomically
+    and ``complete.json`` (the settings) is written last: an entry without it (an interrupted
+    build) is rebuilt in place, and two processes building the same entry write the same
+    bytes.
+
+    Parameters
+    ----------
+    clips, seconds, seed, sample_rate, audio_format
+        As :func:`generate_synthetic`.
+    frames : int
+        Excerpt length of the prepared cache (default front end, split, excerpt and
+        normalisation settings of :func:`robustmer.data.prepare`).
+
+    Returns
+    -------
+    StoredSynthetic
+    """
+    import hashlib
+    import json
+
+    from robustmer._io import read_json, write_json
+    from robustmer.audio import FrontEndConfig
+    from robustmer.data.cache import CACHE_VERSION
+    from robustmer.data.prepare import prepare
+
+    _validate(clips, seconds, seed, sample_rate, audio_format)
+    settings = {
+        "synth_version": SYNTH_VERSION,
+        "clips": clips,
+        "seconds": float(seconds),
+        "seed": seed,
+        "sample_rate": sample_rate,
+        "audio_format": audio_format,
+        "frames": frames,
+        "frontend": FrontEndConfig().to_dict(),
+        "cache_version": CACHE_VERSION,
+    }
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    root = store_dir() / f"synth-{key}"
+    entry = StoredSynthetic(root, root / "data", root / "cache", key, settings, reused=True)
+    done = root / _STORE_DONE
+    if done.is_file() and read_json(done) == settings and (entry.cache / "manifest.json").is_file():
+        log.info("synthetic data reused from %s", root)
+        return entry
+    log.info("synthesising and preparing data into the shared store %s", root)
+    generate_synthetic(
+        entry.data,
+        clips=clips,
+        seconds=seconds,
+        seed=seed,
+        sample_rate=sample_rate,
+        audio_format=audio_format,
+    )
+    prepare(
+        entry.data / "soundtracks",
+        entry.data / "midlevel",
+        entry.cache,
+        frames=frames,
+        progress=False,
+    )
+    write_json(done, settings)
+    return StoredSynthetic(root, entry.data, entry.cache, key, settings, reused=False)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from robustmer._io import atomic_path, check_writable, sha256_file, to_jsonable, write_table
+from robustmer._io import atomic_path, check_writable, sha256_file, to_jsonable
 from robustmer.errors import RobustmerError
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
 from robustmer.provenance import device_name
@@ -46,6 +46,7 @@ from robustmer.records import (
     Cost,
     attack_dir,
     clip_columns,
+    write_clips,
 )
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ def attack_run(
     save_examples: bool = False,
     progress: bool = True,
     out: str | os.PathLike[str] | None = None,
+    save_audio: str | os.PathLike[str] | None = None,
 ) -> AttackSummary:
     """Attack a trained run's split; write ``clips.{parquet,csv}`` and ``summary.json``.
 
@@ -102,6 +104,9 @@ def attack_run(
     out : str or PathLike, optional
         Output directory; default ``RUN_DIR/attacks/<config.key()>``
         (:func:`robustmer.records.attack_dir`).
+    save_audio : str or PathLike, optional
+        Waveform domain: also write each clip's clean and adversarial audio (FLAC) and a
+        JSON side-car to this directory (:func:`robustmer.evaluation.audio.write_listening`).
 
     Returns
     -------
@@ -113,22 +118,31 @@ def attack_run(
     RobustmerError
         Unknown split, an empty split, invalid settings, or a run without a checkpoint.
     """
+    from robustmer.evaluation.audio import domain_inputs, has_listening, write_listening
     from robustmer.training import load_run
 
     _check_options(config, batch_size)
     check_writable(out if out is not None else Path(run_dir) / "attacks", "attack output directory")
+    if save_audio is not None and config.domain != "waveform":
+        raise RobustmerError(
+            f"attack save_audio {str(save_audio)!r}: listening files need an attack in the "
+            f"waveform domain; expected domain 'waveform', got {config.domain!r}"
+        )
     run = load_run(run_dir, device="auto" if device is None else device)
     x, y, ids = _split_arrays(run, split)
+    model, x = domain_inputs(run, config, x, ids)  # waveform domain: audio [n, samples]
     out_dir = Path(out) if out is not None else attack_dir(run.path, config.key(), split)
     identity = _identity(run, config, split, len(ids))
     done = _finished(out_dir, identity, save_examples)
-    if done is not None:
+    if done is not None and (save_audio is None or has_listening(save_audio, ids)):
         logger.info("%s: attack already done with these settings; skipped", out_dir)
         return done
     label = f"{run.system.name}-seed{run.config.seed} {config.name}"
-    outcome = _attack_batches(run, config, x, y, batch_size, progress, label)
+    outcome = _attack_batches(model, run, config, x, y, batch_size, progress, label)
     table = _clip_table(run, config, ids, y, outcome)
     _write_outputs(out_dir, table, outcome, save_examples)
+    if save_audio is not None:
+        write_listening(save_audio, run, config, ids, x, y, outcome.arrays)
     summary = _summary(run, config, identity, table, outcome)
     summary.write(out_dir / SUMMARY_FILE)
     _warn_zero_gradient(label, table)
@@ -199,6 +213,7 @@ def _finished(out_dir: Path, identity: dict[str, Any], save_examples: bool) -> A
 
 
 def _attack_batches(
+    model: torch.nn.Module,
     run: Run,
     config: AttackConfig,
     x: torch.Tensor,
@@ -207,13 +222,13 @@ def _attack_batches(
     progress: bool,
     label: str,
 ) -> _Outcome:
-    """Attack ``x [n, 1, F, 149]`` in batches; flag zero-gradient clips first."""
+    """Attack ``x [n, 1, F, 149]`` (or audio ``[n, samples]``) with ``model`` in batches;
+    flag zero-gradient clips first."""
     import torch
 
     from robustmer.attacks import build_attack, zero_gradient
     from robustmer.progress import progress_bar
 
-    model = run.model
     dev = next(model.parameters()).device
     attack = build_attack(config, model, normalization=run.cache.normalization)
     n, per_batch = len(x), config.max_iterations()
@@ -296,8 +311,7 @@ def _clip_table(
 def _write_outputs(
     out_dir: Path, table: pd.DataFrame, outcome: _Outcome, save_examples: bool
 ) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(table, out_dir / CLIPS_STEM)
+    write_clips(table, out_dir)
     if save_examples:
         with atomic_path(out_dir / EXAMPLES_FILE) as tmp, open(tmp, "wb") as fh:
             np.save(fh, outcome.arrays["x_adv"].astype(np.float32))

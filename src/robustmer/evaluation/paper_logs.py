@@ -636,15 +636,8 @@ def _write_run(log: PaperLog, run_dir: Path) -> None:
     """One imported run directory, replaced atomically."""
     import numpy as np
 
-    from robustmer._io import atomic_directory, write_json, write_table
-    from robustmer.records import (
-        CLIPS_STEM,
-        CONFIG_FILE,
-        FINAL_FILE,
-        SUMMARY_FILE,
-        attack_dir,
-        clip_columns,
-    )
+    from robustmer._io import atomic_directory, write_json
+    from robustmer.records import CONFIG_FILE, FINAL_FILE, SUMMARY_FILE, attack_dir, write_clips
 
     y, clean, adv = (  # [n, 8] each
         log.clips[[f"{p}_{e}" for e in EMOTIONS]].to_numpy(np.float64)
@@ -654,8 +647,7 @@ def _write_run(log: PaperLog, run_dir: Path) -> None:
         write_json(tmp / CONFIG_FILE, _config_record(log))
         _final_record(log, y, clean).write(tmp / FINAL_FILE)
         results = attack_dir(tmp, log.attack.key())
-        results.mkdir(parents=True)
-        write_table(log.clips[clip_columns(False)], results / CLIPS_STEM)
+        write_clips(log.clips, results)  # robustmer's columns, then paper_db
         _summary_record(log, run_dir, y, clean, adv).write(results / SUMMARY_FILE)
         (tmp / SOURCE_DIR).mkdir()
         for source in ("log.csv", "hparams.yaml"):

@@ -1,17 +1,24 @@
-"""Build the study report ``STUDY/report/`` from the finished runs (DESIGN.md §8).
+"""Build the study report (DESIGN.md §8) from the finished runs.
 
-Reads ``STUDY/study.json`` (optional, provenance only) and every
-``STUDY/runs/<SYSTEM>-seed<SEED>/`` run directory: ``config.json``, ``final.json`` (clean
-metrics and training cost; a run without it has not finished and is skipped), and the attack
-outputs ``attacks/<attack>/clips.parquet`` (or ``.csv``) and ``summary.json``. Writes, atomically
-(the whole directory is built beside the target and renamed):
+Reads the study through :func:`robustmer.report.load.load_study` (``study.json``, every
+finished run's ``config.json`` and ``final.json``, and the selected attack's results in
+``RUN/attacks/<key>/``; runs and results of other settings are left out and listed) and
+writes, atomically (the whole directory is built beside the target and renamed), to
+``STUDY/report/`` for the study's first evaluation attack or ``STUDY/report-<key>/`` for
+another:
 
-- ``report.md`` and ``report.html`` (self-contained) with Table 1, Figures 3 and 4, the paired
-  tests, the cost comparison and provenance;
+- ``report.md`` and ``report.html`` (self-contained): the sections of
+  :data:`robustmer.report.sections.SECTIONS` (a conclusion generated from the numbers,
+  Table 1 with the ridge baseline row, Figures 3 and 4, the Holm-corrected paired tests of
+  every pair of systems with their power, the cost comparison with the time per stage, and
+  provenance);
 - ``figures/fig3_delta_mae.{png,svg}``, ``figures/fig4_true_vs_pred.{png,svg}``;
 - tidy tables as Parquet + CSV: ``table1``, ``delta_mae`` (one row per model), ``clips`` (all
-  per-clip rows), ``tests``, ``cost``, ``cost_ratios``, ``runs`` (one row per finished run);
-- ``summary.json`` with every number of those tables, the notes and the provenance.
+  per-clip rows), ``tests``, ``cost``, ``cost_ratios``, ``stages`` (time per stage, from
+  ``study.json["stage_seconds"]``), ``runs`` (one row per run reported);
+- ``summary.json`` with every number of those tables, the specs of the tables shown
+  (:mod:`robustmer.report.specs`), the conclusion, the power statement, the baseline, the
+  exclusions, the notes and the provenance. See docs/records.md.
 """
 
 from __future__ import annotations
@@ -32,30 +39,34 @@ from robustmer.errors import RobustmerError
 from robustmer.names import RATING_SCALE
 from robustmer.provenance import versions
 from robustmer.records import REPORT_DIR
-from robustmer.report import figures, render
+from robustmer.report import figures, render, sections, specs
+from robustmer.report.audio import listening_blocks
+from robustmer.report.conclusion import conclusion
 from robustmer.report.load import StudyData, load_study, study_attacks
-from robustmer.report.render import (
-    Bullets,
-    FigureBlock,
-    Heading,
-    Paragraph,
-    TableBlock,
-    fmt,
-    fmt_p,
-    fmt_pm,
-)
+from robustmer.report.render import TableSpec
 from robustmer.report.tables import (
-    PAPER_ORIGINAL,
+    add_baseline,
+    all_pairs,
     cost_ratios,
     cost_table,
     delta_mae_table,
+    power_summary,
     significance_tests,
+    stage_table,
     table1,
 )
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["StudyData", "build_report", "default_report_dir", "load_study", "provenance"]
+__all__ = [
+    "STAGE_SECONDS_KEY",
+    "StudyData",
+    "build_report",
+    "default_report_dir",
+    "load_study",
+    "paper_reference",
+    "provenance",
+]
 
 PAPER_COLUMNS: tuple[str, ...] = (
     "paper_avg_corr",
@@ -133,30 +144,6 @@ def provenance(data: StudyData) -> dict[str, Any]:
     }
 
 
-def _kv(d: Any) -> str:
-    """A compact ``key=value, ...`` rendering of a dict (nested dicts in parentheses)."""
-    if isinstance(d, dict):
-        if not d:
-            return "–"
-        return ", ".join(
-            f"{k}=({_kv(v)})" if isinstance(v, dict) else f"{k}={_kv(v)}" for k, v in d.items()
-        )
-    return "–" if d is None else str(d)
-
-
-def _shrunk(d: Any) -> str:
-    """What a profile shrank: ``name used (paper: x)`` for ``{name: {"paper", "used"}}``."""
-    if not isinstance(d, dict) or not d:
-        return "nothing recorded" if d is None else _kv(d)
-    parts = []
-    for name, v in d.items():
-        if isinstance(v, dict) and {"paper", "used"} <= set(v):
-            parts.append(f"{name} {v['used']} (paper: {v['paper']})")
-        else:
-            parts.append(f"{name}={v}" if not isinstance(v, dict) else f"{name}=({_kv(v)})")
-    return ", ".join(parts)
-
-
 # ----------------------------------------------------------------------------- report
 
 
@@ -173,279 +160,11 @@ def _choose_figure_seed(clips: pd.DataFrame, seed: int | None) -> int | None:
     return candidates[0] if candidates else None
 
 
-def _blocks(
-    data: StudyData,
-    t1: pd.DataFrame,
-    delta: pd.DataFrame,
-    tests: pd.DataFrame,
-    cost: pd.DataFrame,
-    ratios: pd.DataFrame,
-    prov: dict[str, Any],
-    figs: dict[str, dict[str, Path]],
-    fig_seed: int | None,
-    ddof: int,
-    root: Path,
-) -> list[render.Block]:
-    """The report's content as renderable blocks (shared by Markdown and HTML).
-
-    ``figs`` holds the figure files under ``root``, the directory that becomes the report
-    directory; links are relative to it.
-    """
-    data_kind = _opt(data.study, "data.kind", "unknown")
-    blocks: list[render.Block] = [
-        Heading("robustmer study report", 1),
-        Paragraph(
-            "Reproduction of Hoedt, Flexer & Widmer, “Are Inherently Interpretable Models More "
-            "Robust? A Study in Music Emotion Recognition” (SMC 2025). "
-            f"Study: {data.study_dir.name}; data: **{data_kind}**; "
-            f"attack: **{prov['attack']}**; {len(data.runs)} finished run(s), "
-            f"{int(data.runs['attacked'].sum())} attacked; generated {prov['generated']}."
-        ),
-    ]
-    if not prov["paper_attack"]:
-        blocks.append(
-            Paragraph(
-                "Note: the paper's values appear only where they compare: its clean results "
-                "for the real Soundtracks/mid-level data sets, its ΔMAE for those data and "
-                "its attack (reference mode, 1000 steps of 0.002)."
-            )
-        )
-    if data.notes:
-        blocks += [Heading("Notes"), Bullets(data.notes)]
-
-    std_name = "sample std (ddof=1)" if ddof == 1 else f"std with ddof={ddof}"
-    blocks += [
-        Heading("Table 1: performance and robustness per system"),
-        TableBlock(
-            headers=[
-                "System",
-                "seeds",
-                "avg. corr",
-                "avg. corr (paper)",
-                "MAE",
-                "MAE (paper)",
-                "attacked",
-                "ΔMAE mean",
-                "ΔMAE median",
-                "ΔMAE median (paper, approx.)",
-                "adv. avg. corr",
-            ],
-            rows=[
-                [
-                    r.system,
-                    fmt(int(r.n_seeds)),
-                    fmt_pm(r.avg_corr_mean, r.avg_corr_std),
-                    fmt_pm(r.paper_avg_corr, r.paper_avg_corr_std, 2),
-                    fmt_pm(r.mae_mean, r.mae_std),
-                    fmt_pm(r.paper_mae, r.paper_mae_std, 2),
-                    fmt(int(r.n_attacked)),
-                    fmt(r.delta_mae_mean),
-                    fmt(r.delta_mae_median),
-                    fmt(r.paper_delta_mae_median, 1),
-                    fmt(r.adv_avg_corr_mean),
-                ]
-                for r in t1.itertuples()
-            ],
-            caption=(
-                f"Clean test average Pearson correlation and MAE, mean ± {std_name} over "
-                "seeds (the paper's code used numpy's default ddof=0). ΔMAE = MAE(adv) − "
-                "MAE(clean) per model over the attacked test clips; mean and median over "
-                "models. All MAE/ΔMAE on the rating/10 scale (the paper's scale; ×10 "
-                "for points on the 1–9 rating scale)."
-            ),
-        ),
-        Paragraph(
-            "Paper, published models of Chowdhury et al.: "
-            + "; ".join(f"{k} {v:.2f}" for k, v in PAPER_ORIGINAL.items())
-            + "."
-        ),
-    ]
-
-    blocks.append(Heading("Figure 3: ΔMAE per system"))
-    if "fig3" in figs:
-        blocks.append(
-            FigureBlock(
-                figs["fig3"]["png"],
-                "ΔMAE per model (one point per seed)"
-                + (
-                    "; red diamonds: the paper's approximate medians."
-                    if prov["paper_attack"]
-                    else " (the paper's medians, 1.0-1.6, are drawn only for its data and attack)."
-                ),
-                [(ext.upper(), str(p.relative_to(root))) for ext, p in figs["fig3"].items()],
-            )
-        )
-    else:
-        blocks.append(Paragraph("No attacked models: Figure 3 not drawn."))
-    if not delta.empty:
-        blocks.append(
-            TableBlock(
-                headers=[
-                    "System",
-                    "seed",
-                    "clips",
-                    "MAE clean",
-                    "MAE adv",
-                    "ΔMAE",
-                    "avg. corr clean",
-                    "avg. corr adv",
-                    "SNR median (dB)",
-                    "iterations",
-                    "converged",
-                ],
-                rows=[
-                    [
-                        r.system,
-                        fmt(int(r.seed)),
-                        fmt(int(r.n_clips)),
-                        fmt(r.mae_clean),
-                        fmt(r.mae_adv),
-                        fmt(r.delta_mae),
-                        fmt(r.avg_corr_clean),
-                        fmt(r.avg_corr_adv),
-                        fmt(r.snr_db_median, 1),
-                        fmt(r.iterations_mean, 1),
-                        fmt(r.converged_rate, 2),
-                    ]
-                    for r in delta.itertuples()
-                ],
-                caption="Per model (system and seed): attack outcome on the test clips (rating/10 "
-                "scale; iterations: mean per clip; converged: fraction of clips).",
-            )
-        )
-
-    blocks.append(Heading("Figure 4: true vs predicted ratings"))
-    if "fig4" in figs:
-        blocks.append(
-            FigureBlock(
-                figs["fig4"]["png"],
-                f"True vs predicted tension and tender ratings of the test clips, seed {fig_seed}: "
-                "clean (×) and adversarial (○) predictions, dashed identity line.",
-                [(ext.upper(), str(p.relative_to(root))) for ext, p in figs["fig4"].items()],
-            )
-        )
-    else:
-        blocks.append(
-            Paragraph(
-                f"None of {', '.join(figures.FIG4_SYSTEMS)} has attacked clips with the "
-                f"true/clean/adv columns{'' if fig_seed is None else f' for seed {fig_seed}'}: "
-                "Figure 4 not drawn."
-            )
-        )
-
-    blocks += [
-        Heading("Significance of the robustness differences"),
-        TableBlock(
-            headers=[
-                "A",
-                "B",
-                "n (clips)",
-                "seeds",
-                "mean MAE A",
-                "mean MAE B",
-                "mean A−B",
-                "t",
-                "p (t-test)",
-                "Wilcoxon W",
-                "p (Wilcoxon)",
-                "Cohen's d_z",
-            ],
-            numeric=[False, False] + [True] * 10,
-            rows=[
-                [
-                    r.a,
-                    r.b,
-                    fmt(int(r.n)),
-                    fmt(int(r.n_seeds)),
-                    fmt(r.mean_a),
-                    fmt(r.mean_b),
-                    fmt(r.mean_diff),
-                    fmt(r.t, 2),
-                    fmt_p(r.t_p),
-                    fmt(r.wilcoxon, 1),
-                    fmt_p(r.wilcoxon_p),
-                    fmt(r.cohen_dz, 2),
-                ]
-                for r in tests.itertuples()
-            ],
-            caption="Clip-level MAE after attack, paired by (seed, clip), pooled over seeds: "
-            "paired t-test (scipy.stats.ttest_rel) and Wilcoxon signed-rank test "
-            "(scipy.stats.wilcoxon), two-sided. Paper (n = 360): both p < 1e-20.",
-        ),
-    ]
-
-    blocks += [
-        Heading("Cost of training and attack"),
-        TableBlock(
-            headers=[
-                "System",
-                "seeds",
-                "train wall (s)",
-                "epochs",
-                "forward passes",
-                "backward passes",
-                "train attack iters",
-                "attack wall (s)",
-                "attack passes",
-            ],
-            rows=[
-                [
-                    r.system,
-                    fmt(int(r.n_seeds)),
-                    fmt(r.wall_seconds, 1),
-                    fmt(r.epochs, 1),
-                    fmt(r.forward_passes, 0),
-                    fmt(r.backward_passes, 0),
-                    fmt(r.train_attack_iterations, 0),
-                    fmt(r.attack_seconds, 1),
-                    fmt(r.attack_model_passes, 0),
-                ]
-                for r in cost.itertuples()
-            ],
-            caption="Means over seeds. Passes count single clips through the model; training "
-            "passes include the adversarial examples of adversarial training.",
-        ),
-    ]
-    if not ratios.empty:
-        blocks.append(
-            TableBlock(
-                headers=["adversarial / standard", "passes", "wall time", "passes per epoch"],
-                rows=[
-                    [
-                        f"{r.adversarial} / {r.standard}",
-                        fmt(r.passes_ratio, 2),
-                        fmt(r.wall_ratio, 2),
-                        fmt(r.passes_per_epoch_ratio, 2),
-                    ]
-                    for r in ratios.itertuples()
-                ],
-                caption="Cost of adversarial training relative to standard training (ratio of "
-                "means).",
-            )
-        )
-
-    versions = prov["versions"] if prov["versions"] else "not recorded in study.json"
-    items = [
-        f"data: {_kv(prov['data'])}",
-        f"profile: {_kv(prov['profile'])}",
-        f"shrunk by the profile (vs the paper): {_shrunk(prov['shrunk'])}",
-        *[f"training settings used: {_kv(t)}" for t in prov["train_settings"]],
-        f"attack '{prov['attack']}' settings used: {_kv(prov['attack_settings'])}",
-        *[f"attack: {r}" for r in prov["attack_remarks"]],
-        f"device (study): {_kv(prov['device'])}; training devices: "
-        f"{', '.join(prov['training_devices']) or '–'}",
-        f"versions (study): {_kv(versions)}",
-        f"report built with: {_kv(prov['report_environment'])}",
-        f"generated: {prov['generated']}",
-    ]
-    blocks += [Heading("Provenance"), Bullets(items)]
-    return blocks
-
-
-def _significance(clips: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """The paired tests of the systems present; a test with n = 0 between two attacked
-    systems is an error (their clips do not pair), a pair with a system absent is a note."""
-    tests = significance_tests(clips)
+def _significance(clips: pd.DataFrame, systems: pd.Series) -> tuple[pd.DataFrame, list[str]]:
+    """The paired tests of every pair of the study's systems; a test with n = 0 between two
+    attacked systems is an error (their clips do not pair), a pair with a system absent is a
+    note."""
+    tests = significance_tests(clips, all_pairs(systems))
     attacked = set(clips["system"])
     absent = tests["n"] == 0
     for r in tests[absent].itertuples():
@@ -462,8 +181,57 @@ def _significance(clips: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return tests[~absent].reset_index(drop=True), notes
 
 
-def _tables(data: StudyData, ddof: int) -> dict[str, pd.DataFrame]:
-    """Every table of the report, in the order they are written."""
+STAGE_SECONDS_KEY = "stage_seconds"
+"""Key of ``study.json`` with the study's wall time per stage: ``{"synthesis": s,
+"spectrograms": s, "training": s, "attacks": s, "report": s}`` (seconds; any subset, other
+stage names allowed). The report's cost section shows it when present."""
+
+
+def _stage_seconds(data: StudyData) -> dict[str, float]:
+    """``study.json["stage_seconds"]``, validated (empty when the study did not record it)."""
+    stages = data.study.get(STAGE_SECONDS_KEY)
+    if stages is None:
+        return {}
+    path = data.study_dir / "study.json"
+    if not isinstance(stages, dict):
+        raise RobustmerError(f"{path}: '{STAGE_SECONDS_KEY}' is {stages!r}; expected an object")
+    out = {}
+    for stage, seconds in stages.items():
+        is_number = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+        value = float(seconds) if is_number else float("nan")
+        if not value >= 0:
+            raise RobustmerError(
+                f"{path}: '{STAGE_SECONDS_KEY}.{stage}' is {seconds!r}; expected seconds >= 0"
+            )
+        out[str(stage)] = value
+    return out
+
+
+def _cache_dir(data: StudyData) -> Path | None:
+    """The study's cache directory: ``study.json`` records it relative to the study directory,
+    or absolute; None when not recorded or absent."""
+    cache = _opt(data.study, "data.cache", None)
+    if not isinstance(cache, str):
+        return None
+    path = data.study_dir / cache  # an absolute ``cache`` replaces the study directory
+    return path if path.is_dir() else None
+
+
+def _ridge_baseline(data: StudyData) -> dict[str, Any] | None:
+    """The ridge baseline on the study's cache (:class:`robustmer.evaluation.baseline.
+    BaselineResult` as a dict: ``avg_corr``, ``mae``, ``alpha``, ``n_test``, ...), or None with
+    a note when the cache or the baseline module is not available."""
+    cache_dir = _cache_dir(data)
+    if cache_dir is None:
+        data.notes.append("ridge baseline not computed: the study's cache is not available")
+        return None
+    from robustmer.evaluation.baseline import ridge_baseline
+
+    return ridge_baseline(str(cache_dir)).to_dict()
+
+
+def _tables(data: StudyData, baseline: dict[str, Any] | None, ddof: int) -> dict[str, Any]:
+    """Every table of the report, keyed by the name its files and summary.json use."""
     delta = delta_mae_table(data.clips)
     t1 = table1(data.runs, delta, ddof=ddof)
     paper_data, paper_attack = paper_reference(data)
@@ -471,9 +239,12 @@ def _tables(data: StudyData, ddof: int) -> dict[str, pd.DataFrame]:
         () if paper_attack else PAPER_ATTACK_COLUMNS
     ):
         t1[column] = np.nan  # the paper's values compare only with the paper's setting
-    tests, notes = _significance(data.clips)
+    if baseline is not None:
+        t1 = add_baseline(t1, baseline["avg_corr"], baseline["mae"])
+    tests, notes = _significance(data.clips, data.runs["system"])
     data.notes.extend(notes)
     cost = cost_table(data.runs)
+    stages = _stage_seconds(data)
     return {
         "table1": t1,
         "delta_mae": delta,
@@ -481,53 +252,95 @@ def _tables(data: StudyData, ddof: int) -> dict[str, pd.DataFrame]:
         "tests": tests,
         "cost": cost,
         "cost_ratios": cost_ratios(cost),
+        "stages": stage_table(stages)
+        if stages
+        else pd.DataFrame(columns=["stage", "seconds", "share"]),
         "runs": data.runs,
     }
 
 
-def _figures(
-    data: StudyData,
-    delta: pd.DataFrame,
-    fig_seed: int | None,
-    prov: dict[str, Any],
-    root: Path,
-) -> dict[str, dict[str, Path]]:
-    """Draw Figures 3 and 4 under ``root/figures``; return their files by name."""
-    (root / "figures").mkdir()
+def _context(
+    data: StudyData, *, ddof: int, figure_seed: int | None
+) -> sections.ReportContext:
+    """Read the study's derived numbers into the context the sections draw from."""
+    baseline = _ridge_baseline(data)
+    tables = _tables(data, baseline, ddof)
+    prov = provenance(data)
+    data_kind = str(_opt(data.study, "data.kind", "unknown"))
+    power = power_summary(tables["tests"])
+    text = conclusion(
+        tables["table1"],
+        tables["tests"],
+        tables["cost_ratios"],
+        power,
+        data_kind=data_kind,
+        profile=_profile_name(data.study.get("profile")),
+        baseline=baseline,
+    )
+    return sections.ReportContext(
+        data=data,
+        tables=tables,
+        power=power,
+        conclusion=text,
+        baseline=baseline,
+        prov=prov,
+        fig_seed=_choose_figure_seed(data.clips, figure_seed) if not data.clips.empty else None,
+        ddof=ddof,
+        paper_data=prov["paper_data"],
+        paper_attack=prov["paper_attack"],
+    )
+
+
+def _profile_name(profile: Any) -> str | None:
+    """The profile's name from ``study.json["profile"]`` (a name or a profile dict)."""
+    if isinstance(profile, dict):
+        return profile.get("name")
+    return None if profile is None else str(profile)
+
+
+def _draw_figures(ctx: sections.ReportContext, out: Path) -> dict[str, dict[str, Path]]:
+    """Figures 3 and 4 under ``out``; a figure without data is left out."""
     figs: dict[str, dict[str, Path]] = {}
-    if not delta.empty:
+    if not ctx.tables["delta_mae"].empty:
         figs["fig3"] = figures.figure_delta_mae(
-            delta, root / "figures" / "fig3_delta_mae", show_paper=prov["paper_attack"]
+            ctx.tables["delta_mae"],
+            out / "fig3_delta_mae",
+            show_paper=ctx.paper_data and ctx.paper_attack,
         )
-    if fig_seed is not None:
-        fig4 = figures.figure_true_vs_pred(
-            data.clips, fig_seed, root / "figures" / "fig4_true_vs_pred"
-        )
+    if ctx.fig_seed is not None:
+        fig4 = figures.figure_true_vs_pred(ctx.data.clips, ctx.fig_seed, out / "fig4_true_vs_pred")
         if fig4 is not None:
             figs["fig4"] = fig4
     return figs
 
 
-def _summary(
-    data: StudyData,
-    tables: dict[str, pd.DataFrame],
-    prov: dict[str, Any],
-    fig_seed: int | None,
-    ddof: int,
-) -> dict[str, Any]:
-    """The content of the report's ``summary.json``."""
+_TABLE_SPECS: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (specs.TABLE1, specs.PER_MODEL, specs.TESTS, specs.COST, specs.COST_RATIOS,
+                 specs.STAGES)
+}  # fmt: skip
+"""The specs of the tables shown, by table name (described in summary.json)."""
+
+
+def _summary(ctx: sections.ReportContext) -> dict[str, Any]:
+    """``summary.json``: every table's rows, their specs, the conclusion and provenance."""
+    specs_shown = dict(_TABLE_SPECS, table1=sections.table1_spec(ctx.paper_data, ctx.paper_attack))
     return {
         "units": {
             "mae": "rating/10 (training scale, as the paper's Table 1 and Figure 3)",
             "to_rating_points": RATING_SCALE,
-            "std": f"numpy std over seeds with ddof={ddof}",
+            "std": f"numpy std over seeds with ddof={ctx.ddof}",
         },
-        "attack": data.attack_key,
-        "figure_seed": fig_seed,
-        **{name: _records(df) for name, df in tables.items() if name != "clips"},
-        "excluded": data.excluded,
-        "notes": data.notes,
-        "provenance": prov,
+        "attack": ctx.data.attack_key,
+        "figure_seed": ctx.fig_seed,
+        "conclusion": ctx.conclusion,
+        "power": ctx.power,
+        "baseline": ctx.baseline,
+        **{name: _records(df) for name, df in ctx.tables.items() if name != "clips"},
+        "table_specs": {name: render.spec_json(spec) for name, spec in specs_shown.items()},
+        "excluded": ctx.data.excluded,
+        "notes": ctx.data.notes,
+        "provenance": ctx.prov,
     }
 
 
@@ -593,28 +406,17 @@ def build_report(
     if ddof < 0:
         raise RobustmerError(f"ddof {ddof}: negative; expected 0 or a positive integer")
     data = load_study(study_dir, attack=attack, include_mismatched=include_mismatched)
-    tables = _tables(data, ddof)
-    prov = provenance(data)
-    fig_seed = _choose_figure_seed(data.clips, figure_seed) if not data.clips.empty else None
+    ctx = _context(data, ddof=ddof, figure_seed=figure_seed)
     report_dir = Path(out) if out is not None else default_report_dir(data)
     with atomic_directory(report_dir) as tmp:
-        figs = _figures(data, tables["delta_mae"], fig_seed, prov, tmp)
-        for name, df in tables.items():
+        (tmp / "figures").mkdir()
+        ctx.root = tmp
+        ctx.figs = _draw_figures(ctx, tmp / "figures")
+        for name, df in ctx.tables.items():
             write_table(df, tmp / name)
-        write_json(tmp / "summary.json", _summary(data, tables, prov, fig_seed, ddof))
-        blocks = _blocks(
-            data,
-            tables["table1"],
-            tables["delta_mae"],
-            tables["tests"],
-            tables["cost"],
-            tables["cost_ratios"],
-            prov,
-            figs,
-            fig_seed,
-            ddof,
-            tmp,
-        )
+        write_json(tmp / "summary.json", _summary(ctx))
+        blocks = [block for section in sections.SECTIONS for block in section(ctx)]
+        blocks += listening_blocks(study_dir, tmp)  # waveform attacks' audio, if any
         with atomic_open(tmp / "report.md") as fh:
             fh.write(render.render_markdown(blocks))
         with atomic_open(tmp / "report.html") as fh:

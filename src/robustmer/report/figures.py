@@ -16,16 +16,20 @@ import numpy as np
 import pandas as pd
 
 from robustmer._io import atomic_path
+from robustmer.errors import RobustmerError
 from robustmer.report.tables import PAPER_TABLE1, system_order
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "COLOR_GROUPS",
+    "FIG3_CAPTION",
     "FIG4_EMOTIONS",
     "FIG4_SYSTEMS",
     "SYSTEM_COLORS",
     "figure_delta_mae",
     "figure_true_vs_pred",
+    "paper_median_note",
 ]
 
 SYSTEM_COLORS: dict[str, str] = {
@@ -36,6 +40,38 @@ SYSTEM_COLORS: dict[str, str] = {
     "aA2B2E": "#6495ed",
 }
 """Box colour per system; unknown systems are grey."""
+
+COLOR_GROUPS: dict[str, str] = {
+    "#d2691e": "not interpretable",
+    "#3cb371": "interpretable (mid-level bottleneck)",
+    "#6495ed": "adversarially trained",
+    "#bbbbbb": "other",
+}
+"""Legend label of each box colour."""
+
+FIG3_CAPTION = (
+    "ΔMAE = MAE(adv) − MAE(clean) per model (black dots: one model per seed; boxes: quartiles "
+    "over seeds, black line: median; box colour: the kind of system, see the legend). "
+    "The y axis starts at 0 (rating/10 scale)."
+)
+"""Caption of Figure 3 (completed by :func:`paper_median_note`)."""
+
+
+def paper_median_note(paper_data: bool, paper_attack: bool) -> str:
+    """What Figure 3 says about the paper's medians (drawn only where they are comparable)."""
+    if paper_data and paper_attack:
+        return (
+            "Red diamonds: the paper's approximate medians (1.0–1.6), read from its Figure 3; "
+            "same data, same unbounded 1000-iteration attack, same rating/10 scale."
+        )
+    why = [
+        *([] if paper_data else ["the data are not the real Soundtracks set"]),
+        *([] if paper_attack else ["the attack is not the paper's unbounded 1000-iteration one"]),
+    ]
+    return (
+        "The paper's medians (about 1.0–1.6 on the rating/10 scale, after its unbounded "
+        f"1000-iteration attack) are not drawn: {' and '.join(why)}, so they are not comparable."
+    )
 
 FIG4_SYSTEMS: tuple[str, ...] = ("A2B2E", "A2M2E", "aA2B2E")
 """Systems of the paper's Figure 4 (columns)."""
@@ -81,8 +117,8 @@ def figure_delta_mae(
     stem : Path
         Output path without suffix; ``.png`` and ``.svg`` are written.
     show_paper : bool
-        Mark the paper's approximate medians (meaningful for the real data only: on
-        other data they only squash the plot's scale).
+        Mark the paper's approximate medians (comparable only for the real data and the
+        paper's unbounded 1000-iteration attack: elsewhere they only squash the scale).
 
     Returns
     -------
@@ -92,8 +128,9 @@ def figure_delta_mae(
     from matplotlib.figure import Figure
 
     systems = system_order(delta["system"])
-    assert systems, "figure_delta_mae needs at least one model"
-    fig = Figure(figsize=(1.5 + 1.3 * len(systems), 4.2), layout="constrained")
+    if not systems:
+        raise RobustmerError("figure_delta_mae: no models; expected at least one ΔMAE row")
+    fig = Figure(figsize=(max(6.0, 1.5 + 1.3 * len(systems)), 5.0), layout="constrained")
     ax = fig.add_subplot()
     values = [delta.loc[delta["system"] == s, "delta_mae"].dropna().to_numpy() for s in systems]
     positions = np.arange(len(systems))  # [S]
@@ -115,29 +152,62 @@ def figure_delta_mae(
         ax.scatter(
             x + offsets, v, s=18, color="black", zorder=3, label="model (seed)" if x == 0 else None
         )
-    paper = [
-        (x, PAPER_TABLE1[s]["delta_mae_median"])
-        for x, s in zip(positions, systems, strict=True)
-        if s in PAPER_TABLE1 and show_paper
-    ]
-    if paper:
-        px, py = zip(*paper, strict=True)
-        ax.scatter(
-            px,
-            py,
-            marker="D",
-            s=40,
-            facecolors="none",
-            edgecolors="crimson",
-            linewidths=1.5,
-            zorder=4,
-            label="paper median (approx.)",
-        )
+    paper = _paper_medians(ax, systems) if show_paper else np.zeros(0)  # [S]
     ax.set_ylabel("ΔMAE = MAE(adv) − MAE(clean)\n(rating/10 scale)")
     ax.set_title("Figure 3: difference in MAE after attack (test clips)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
+    ax.set_ylim(*_from_zero(np.concatenate([*values, paper])))
+    handles = ax.get_legend_handles_labels()[0] + _colour_handles(systems)
+    # below the plot, so that it never covers a box
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize="small")
     return _save(fig, stem)
+
+
+def _paper_medians(ax: Any, systems: Sequence[str]) -> np.ndarray:
+    """Draw the paper's approximate ΔMAE medians (red diamonds); return the values drawn."""
+    drawn = [(x, PAPER_TABLE1[s]["delta_mae_median"]) for x, s in enumerate(systems)
+             if s in PAPER_TABLE1]  # fmt: skip
+    if not drawn:
+        return np.zeros(0)
+    x, y = (np.array(v, dtype=np.float64) for v in zip(*drawn, strict=True))  # [P], [P]
+    ax.scatter(
+        x,
+        y,
+        marker="D",
+        s=40,
+        facecolors="none",
+        edgecolors="crimson",
+        linewidths=1.5,
+        zorder=4,
+        label="paper median (approx.; 1000-iteration unbounded attack)",
+    )
+    return y
+
+
+def _from_zero(values: np.ndarray) -> tuple[float, float]:
+    """y limits from 0 (or the lowest value, if negative) to just above the highest value."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return 0.0, 1.0
+    bottom, top = min(0.0, float(finite.min())), float(finite.max())
+    return bottom, top + 0.08 * (top - bottom) if top > bottom else bottom + 1.0
+
+
+def _colour_handles(systems: Sequence[str]) -> list[Any]:
+    """One legend patch per box colour in use: ``<group>: <systems>``."""
+    from matplotlib.patches import Patch
+
+    colours = dict.fromkeys(SYSTEM_COLORS.get(s, "#bbbbbb") for s in systems)
+    return [
+        Patch(
+            facecolor=colour,
+            alpha=0.75,
+            label=COLOR_GROUPS[colour]
+            + ": "
+            + ", ".join(s for s in systems if SYSTEM_COLORS.get(s, "#bbbbbb") == colour),
+        )
+        for colour in colours
+    ]
 
 
 def figure_true_vs_pred(
@@ -197,35 +267,8 @@ def figure_true_vs_pred(
     for j, system in enumerate(present):
         g = chosen[chosen["system"] == system]
         for i, emotion in enumerate(emotions):
-            ax = axes[i, j]
-            y = g[f"true_{emotion}"].to_numpy(np.float64)  # [clips]
-            ax.plot(
-                [x_lo, x_hi],
-                [x_lo, x_hi],
-                color="#3cb371",
-                linestyle="--",
-                linewidth=1,
-                label="identity",
-            )
-            ax.scatter(
-                y,
-                g[f"clean_{emotion}"].to_numpy(np.float64),
-                marker="x",
-                s=30,
-                color="#6495ed",
-                label="clean",
-            )
-            ax.scatter(
-                y,
-                g[f"adv_{emotion}"].to_numpy(np.float64),
-                marker="o",
-                s=30,
-                facecolors="none",
-                edgecolors="#d2691e",
-                label="adversarial",
-            )
-            ax.set_title(f"{system}: {emotion}")
-            ax.grid(alpha=0.3)
+            _true_vs_pred_panel(axes[i, j], g, emotion, (x_lo, x_hi))
+            axes[i, j].set_title(f"{system}: {emotion}")
     axes[0, 0].set_xlim(x_lo, x_hi)
     axes[0, 0].set_ylim(y_lo, y_hi)
     axes[0, -1].legend(loc="best", fontsize="small")
@@ -233,3 +276,25 @@ def figure_true_vs_pred(
     fig.supylabel("predicted rating (rating/10 scale)")
     fig.suptitle(f"Figure 4: true vs predicted ratings (seed {seed})")
     return _save(fig, stem)
+
+
+def _true_vs_pred_panel(
+    ax: Any, g: pd.DataFrame, emotion: str, x_range: tuple[float, float]
+) -> None:
+    """One panel of Figure 4: identity line, clean (x) and adversarial (o) predictions."""
+    y = g[f"true_{emotion}"].to_numpy(np.float64)  # [clips]
+    ax.plot(x_range, x_range, color="#3cb371", linestyle="--", linewidth=1, label="identity")
+    ax.scatter(
+        y, g[f"clean_{emotion}"].to_numpy(np.float64), marker="x", s=30, color="#6495ed",
+        label="clean",
+    )  # fmt: skip
+    ax.scatter(
+        y,
+        g[f"adv_{emotion}"].to_numpy(np.float64),
+        marker="o",
+        s=30,
+        facecolors="none",
+        edgecolors="#d2691e",
+        label="adversarial",
+    )
+    ax.grid(alpha=0.3)

@@ -14,18 +14,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from robustmer.errors import RobustmerError
+
 __all__ = [
+    "AudioBlock",
     "Block",
     "Bullets",
+    "Column",
     "FigureBlock",
     "Heading",
     "Paragraph",
     "TableBlock",
+    "TableSpec",
     "fmt",
     "fmt_p",
     "fmt_pm",
     "render_html",
     "render_markdown",
+    "spec_json",
+    "table_block",
 ]
 
 
@@ -72,7 +79,18 @@ class FigureBlock:
     """``(label, relative path)`` of the figure files, e.g. ``("SVG", "figures/x.svg")``."""
 
 
-Block = Heading | Paragraph | Bullets | TableBlock | FigureBlock
+@dataclass(frozen=True)
+class AudioBlock:
+    """Audio players side by side (FLAC files, embedded in HTML) with a caption."""
+
+    players: Sequence[tuple[str, Path]]
+    """``(label, FLAC file)`` per player."""
+    caption: str
+    links: Sequence[tuple[str, str]] = ()
+    """``(label, relative path)`` of the audio files, for Markdown."""
+
+
+Block = Heading | Paragraph | Bullets | TableBlock | FigureBlock | AudioBlock
 
 
 def fmt(x: float | int | None, digits: int = 3) -> str:
@@ -81,7 +99,8 @@ def fmt(x: float | int | None, digits: int = 3) -> str:
         return "–"
     if isinstance(x, numbers.Integral):
         return str(int(x))
-    return f"{float(x):.{digits}f}"
+    text = f"{float(x):.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.000"
 
 
 def fmt_pm(mean: float, std: float, digits: int = 3) -> str:
@@ -96,6 +115,99 @@ def fmt_p(p: float) -> str:
     if p is None or math.isnan(p):
         return "–"
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+# ----------------------------------------------------------------------------- table specs
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a report table, written as data.
+
+    Attributes
+    ----------
+    key : str
+        Column of the DataFrame shown (the tidy tables, summary.json and Parquet use it).
+    header : str
+        Header in Markdown and HTML.
+    format : str
+        Key of ``FORMATS``: ``text``, ``int``, ``num`` (``digits`` decimals), ``p``
+        (p-value), ``pm`` (``key ± std_key``), ``ci`` (``[key, std_key]`` as an interval).
+    digits : int
+        Decimals of ``num``, ``pm`` and ``ci``.
+    align : str
+        ``left`` or ``right``.
+    other : str
+        The second column of ``pm`` (the std) and ``ci`` (the upper bound).
+    """
+
+    key: str
+    header: str
+    format: str = "num"
+    digits: int = 3
+    align: str = "right"
+    other: str = ""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A report table as data: its name (file stem and summary.json key), columns, caption."""
+
+    name: str
+    columns: tuple[Column, ...]
+    caption: str = ""
+
+
+def _interval(low: float, high: float, digits: int) -> str:
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return "–"
+    return f"[{fmt(low, digits)}, {fmt(high, digits)}]"
+
+
+def _as_int(x: object) -> str:
+    if x is None or (isinstance(x, numbers.Real) and math.isnan(x)):
+        return "–"
+    return str(int(x))  # type: ignore[call-overload]
+
+
+FORMATS: dict[str, Callable[[dict, Column], str]] = {
+    "text": lambda row, c: str(row[c.key]),
+    "int": lambda row, c: _as_int(row[c.key]),
+    "num": lambda row, c: fmt(row[c.key], c.digits),
+    "p": lambda row, c: fmt_p(row[c.key]),
+    "pm": lambda row, c: fmt_pm(row[c.key], row[c.other], c.digits),
+    "ci": lambda row, c: _interval(row[c.key], row[c.other], c.digits),
+}
+"""Cell formatters by ``Column.format``: (row as a dict, column) -> text."""
+
+
+def table_block(spec: TableSpec, df: object, *, caption: str | None = None) -> TableBlock:
+    """The rows of ``df`` (a pandas DataFrame) formatted by ``spec`` for Markdown and HTML.
+
+    ``caption`` replaces the spec's caption (for captions that depend on settings).
+    """
+    rows = [
+        [FORMATS[c.format](row, c) for c in spec.columns]
+        for row in df.to_dict(orient="records")  # type: ignore[attr-defined]
+    ]
+    return TableBlock(
+        headers=[c.header for c in spec.columns],
+        rows=rows,
+        caption=spec.caption if caption is None else caption,
+        numeric=[c.align == "right" for c in spec.columns],
+    )
+
+
+def spec_json(spec: TableSpec) -> dict[str, object]:
+    """The spec as JSON for summary.json: caption and ``{key, header, format, digits, align}``."""
+    return {
+        "caption": spec.caption,
+        "columns": [
+            {"key": c.key, "header": c.header, "format": c.format, "digits": c.digits,
+             "align": c.align, **({"other": c.other} if c.other else {})}
+            for c in spec.columns
+        ],
+    }  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- Markdown
@@ -119,7 +231,10 @@ def _md_bullets(b: Bullets) -> str:
 
 def _alignments(b: TableBlock) -> list[bool]:
     if b.numeric:
-        assert len(b.numeric) == len(b.headers), (len(b.numeric), len(b.headers))
+        if len(b.numeric) != len(b.headers):
+            raise RobustmerError(
+                f"table {b.headers}: {len(b.numeric)} alignments; expected one per column"
+            )
         return list(b.numeric)
     return [i > 0 for i in range(len(b.headers))]
 
@@ -132,7 +247,8 @@ def _md_table(b: TableBlock) -> str:
     lines.append("| " + " | ".join(_md_cell(h) for h in b.headers) + " |")
     lines.append("|" + "|".join("---:" if r else ":---" for r in right) + "|")
     for row in b.rows:
-        assert len(row) == len(b.headers), (row, b.headers)
+        if len(row) != len(b.headers):
+            raise RobustmerError(f"table {b.headers}: row {row}; expected one cell per column")
         lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
     return "\n".join(lines)
 
@@ -143,7 +259,13 @@ def _md_figure(b: FigureBlock) -> str:
     return f"![{b.caption}]({first})\n\n*{b.caption}* {links}".rstrip()
 
 
+def _md_audio(b: AudioBlock) -> str:
+    links = " · ".join(f"[{label}]({rel})" for label, rel in b.links)
+    return f"*{b.caption}* {links}".rstrip()
+
+
 _MD_RENDERERS: dict[type, Callable] = {
+    AudioBlock: _md_audio,
     Heading: _md_heading,
     Paragraph: _md_paragraph,
     Bullets: _md_bullets,
@@ -205,7 +327,22 @@ def _html_figure(b: FigureBlock) -> str:
     )
 
 
+def _html_audio(b: AudioBlock) -> str:
+    players = []
+    for label, path in b.players:
+        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        players.append(
+            f'<div class="player"><div>{_inline(label)}</div><audio controls preload="metadata" '
+            f'src="data:audio/flac;base64,{data}"></audio></div>'
+        )
+    return (
+        f'<figure class="audio">{"".join(players)}'
+        f"<figcaption>{_inline(b.caption)}</figcaption></figure>"
+    )
+
+
 _HTML_RENDERERS: dict[type, Callable] = {
+    AudioBlock: _html_audio,
     Heading: _html_heading,
     Paragraph: _html_paragraph,
     Bullets: _html_bullets,
@@ -227,6 +364,7 @@ tbody tr:nth-child(even) { background: #fafafa; }
 figure { margin: 1.2em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-style: italic; font-size: 0.92em; }
+figure.audio .player { display: inline-block; margin-right: 1.5em; vertical-align: top; }
 ul { padding-left: 1.4em; }
 """
 

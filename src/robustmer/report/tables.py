@@ -25,6 +25,7 @@ predictions far outside that range, hence medians of about 1.0-1.6. Multiply by
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -32,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from robustmer.errors import RobustmerError
-from robustmer.evaluation.stats import paired_tests
+from robustmer.evaluation.stats import holm, paired_t_power, paired_t_sample_size, paired_tests
 from robustmer.metrics import average_correlation
 from robustmer.names import EMOTIONS, SYSTEM_NAMES
 
@@ -40,13 +41,21 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ADVERSARIAL_PAIRS",
+    "ALPHA",
+    "BASELINE_LABEL",
     "PAPER_ORIGINAL",
     "PAPER_TABLE1",
     "PAPER_TEST_PAIRS",
+    "POWER_EFFECT",
+    "STAGE_ORDER",
+    "add_baseline",
+    "all_pairs",
     "cost_ratios",
     "cost_table",
     "delta_mae_table",
+    "power_summary",
     "significance_tests",
+    "stage_table",
     "system_order",
     "table1",
 ]
@@ -96,6 +105,12 @@ PAPER_ORIGINAL: dict[str, float] = {"A2E (orig.)": 0.76, "A2M2E (orig.)": 0.75}
 
 PAPER_TEST_PAIRS: tuple[tuple[str, str], ...] = (("A2E", "A2M2E"), ("A2B2E", "A2M2E"))
 """The paper's paired comparisons of clip-level MAE after attack (both p < 1e-20)."""
+
+ALPHA = 0.05
+"""Family-wise significance level of the report's tests (after Holm's correction)."""
+
+POWER_EFFECT = 0.3
+"""Effect size d_z whose detection power the report states (a small-to-medium effect)."""
 
 ADVERSARIAL_PAIRS: tuple[tuple[str, str], ...] = (("aA2E", "A2E"), ("aA2B2E", "A2B2E"))
 """(adversarially trained system, its standard counterpart) for the cost ratios."""
@@ -230,11 +245,12 @@ def table1(runs: pd.DataFrame, delta: pd.DataFrame | None = None, *, ddof: int =
     Returns
     -------
     pd.DataFrame
-        One row per system (paper order): ``system, n_seeds, avg_corr_mean, avg_corr_std,
-        mae_mean, mae_std, n_attacked, delta_mae_mean, delta_mae_median, delta_mae_std,
-        adv_avg_corr_mean, adv_mae_mean`` and the paper's ``paper_avg_corr,
-        paper_avg_corr_std, paper_mae, paper_mae_std, paper_delta_mae_median`` (NaN for a
-        system the paper does not have). MAE and ΔMAE on the rating/10 scale.
+        One row per system (paper order): ``system, kind`` ("system"), ``n_seeds,
+        avg_corr_mean, avg_corr_std, mae_mean, mae_std, n_attacked, delta_mae_mean,
+        delta_mae_median, delta_mae_std, adv_avg_corr_mean, adv_mae_mean`` and the paper's
+        ``paper_avg_corr, paper_avg_corr_std, paper_mae, paper_mae_std,
+        paper_delta_mae_median`` (NaN for a system the paper does not have). MAE and ΔMAE
+        on the rating/10 scale.
     """
     _require(runs, ["system", "seed", "test_avg_corr", "test_mae"], "runs table")
     rows = []
@@ -247,6 +263,7 @@ def table1(runs: pd.DataFrame, delta: pd.DataFrame | None = None, *, ddof: int =
         rows.append(
             {
                 "system": system,
+                "kind": "system",
                 "n_seeds": int(r["seed"].nunique()),
                 "avg_corr_mean": _mean(r["test_avg_corr"].to_numpy()),
                 "avg_corr_std": _std(r["test_avg_corr"].to_numpy(), ddof),
@@ -268,52 +285,137 @@ def table1(runs: pd.DataFrame, delta: pd.DataFrame | None = None, *, ddof: int =
     return pd.DataFrame(rows)
 
 
+def all_pairs(systems: Iterable[str]) -> list[tuple[str, str]]:
+    """Every unordered pair of the distinct systems, in the paper's order (A2E before A2M2E)."""
+    return list(itertools.combinations(system_order(systems), 2))
+
+
+def _paired_column(clips: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``clips`` with ``column``; ``delta_mae`` is derived per clip as ``mae_adv - mae_clean``."""
+    if column == "delta_mae" and column not in clips.columns:
+        _require(clips, ["mae_clean", "mae_adv"], "clips table")
+        return clips.assign(delta_mae=clips["mae_adv"] - clips["mae_clean"])
+    _require(clips, [column], "clips table")
+    return clips
+
+
 def significance_tests(
     clips: pd.DataFrame,
-    pairs: Sequence[tuple[str, str]] = PAPER_TEST_PAIRS,
+    pairs: Sequence[tuple[str, str]] | None = None,
     *,
-    column: str = "mae_adv",
+    column: str = "delta_mae",
+    effect: float = POWER_EFFECT,
+    alpha: float = ALPHA,
 ) -> pd.DataFrame:
-    """Paired tests of a clip-level column between systems, pooled over seeds.
+    """Paired tests of a clip-level column between systems, pooled over seeds, Holm-corrected.
 
     Clips are paired by ``(seed, clip_id)``: the same test clip attacked on the models of
     both systems trained with the same seed (the paper: n = 10 seeds x 36 clips = 360).
-    Clips present for only one system are left out (logged).
+    Clips present for only one system are left out (logged). The paired t-tests of all pairs
+    form one family and the Wilcoxon tests another; each family's p-values are adjusted with
+    Holm's method (:func:`robustmer.evaluation.stats.holm`).
 
     Parameters
     ----------
     clips : pd.DataFrame
         Per-clip attack rows of all models.
-    pairs : sequence of (str, str)
-        ``(a, b)`` system pairs; ``mean_diff`` is a - b. Default: the paper's A2E vs A2M2E
-        and A2B2E vs A2M2E.
+    pairs : sequence of (str, str), optional
+        ``(a, b)`` system pairs; ``mean_diff`` is a - b. Default: every pair of the systems
+        present (:func:`all_pairs`).
     column : str
-        The clip-level quantity compared; default ``mae_adv`` (MAE after attack).
+        The clip-level quantity compared; default ``delta_mae`` (per clip ``mae_adv -
+        mae_clean``, the robustness measure of Table 1 and Figure 3; the paper tested
+        ``mae_adv``).
+    effect, alpha : float
+        Effect size d_z and level (two-sided) of the ``power`` column.
 
     Returns
     -------
     pd.DataFrame
-        One row per pair: ``a, b, column, n_seeds`` (seeds with both systems) and the
-        entries of :func:`robustmer.evaluation.stats.paired_tests` (NaN when a system is
-        missing).
+        One row per pair: ``a, b, column, n_seeds`` (seeds with both systems), the entries
+        of :func:`robustmer.evaluation.stats.paired_tests` (NaN when a system is missing),
+        ``t_p_holm`` and ``wilcoxon_p_holm`` (Holm-adjusted within each family) and
+        ``power`` (of the paired t-test at this n to detect d_z = ``effect`` at ``alpha``).
     """
-    _require(clips, ["system", "seed", "clip_id", column], "clips table")
+    _require(clips, ["system", "seed", "clip_id"], "clips table")
+    clips = _paired_column(clips, column)
+    pairs = all_pairs(clips["system"]) if pairs is None else pairs
     rows = []
     for a, b in pairs:
-        left = clips.loc[clips["system"] == a, ["seed", "clip_id", column]]
-        right = clips.loc[clips["system"] == b, ["seed", "clip_id", column]]
-        merged = left.merge(right, on=["seed", "clip_id"], suffixes=("_a", "_b"), how="inner")
-        merged = merged.sort_values(["seed", "clip_id"], kind="stable")
-        unmatched = len(left) + len(right) - 2 * len(merged)
-        if left.empty or right.empty:
-            logger.info("%s vs %s: not tested, %s has no clips", a, b, a if left.empty else b)
-        elif unmatched:
-            logger.warning("%s vs %s: %d clip(s) without a partner left out", a, b, unmatched)
+        merged = _pair_clips(clips, a, b, column)
         res = paired_tests(merged[f"{column}_a"].to_numpy(), merged[f"{column}_b"].to_numpy())
+        power = paired_t_power(int(res["n"]), effect, alpha=alpha)
         rows.append(
-            {"a": a, "b": b, "column": column, "n_seeds": int(merged["seed"].nunique()), **res}
+            {
+                "a": a,
+                "b": b,
+                "column": column,
+                "n_seeds": int(merged["seed"].nunique()),
+                **res,
+                "power": power,
+            }
         )
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows, columns=_TEST_COLUMNS)
+    df["t_p_holm"] = holm(df["t_p"].to_numpy(np.float64))
+    df["wilcoxon_p_holm"] = holm(df["wilcoxon_p"].to_numpy(np.float64))
+    return df
+
+
+_TEST_COLUMNS: tuple[str, ...] = (
+    "a", "b", "column", "n_seeds", "n", "n_dropped", "mean_a", "mean_b", "mean_diff",
+    "median_diff", "t", "t_p", "wilcoxon", "wilcoxon_p", "cohen_dz", "dz_ci_low", "dz_ci_high",
+    "power",
+)  # fmt: skip
+
+
+def _pair_clips(clips: pd.DataFrame, a: str, b: str, column: str) -> pd.DataFrame:
+    """The clips of systems ``a`` and ``b`` paired by (seed, clip_id): ``seed, clip_id,
+    <column>_a, <column>_b``, sorted."""
+    left = clips.loc[clips["system"] == a, ["seed", "clip_id", column]]
+    right = clips.loc[clips["system"] == b, ["seed", "clip_id", column]]
+    merged = left.merge(right, on=["seed", "clip_id"], suffixes=("_a", "_b"), how="inner")
+    merged = merged.sort_values(["seed", "clip_id"], kind="stable")
+    unmatched = len(left) + len(right) - 2 * len(merged)
+    if left.empty or right.empty:
+        logger.info("%s vs %s: not tested, %s has no clips", a, b, a if left.empty else b)
+    elif unmatched:
+        logger.warning("%s vs %s: %d clip(s) without a partner left out", a, b, unmatched)
+    return merged
+
+
+def power_summary(
+    tests: pd.DataFrame, *, effect: float = POWER_EFFECT, alpha: float = ALPHA, target: float = 0.8
+) -> dict[str, float | int]:
+    """What the study's n can detect: the n needed and the power achieved.
+
+    Parameters
+    ----------
+    tests : pd.DataFrame
+        Output of :func:`significance_tests`.
+    effect, alpha, target : float
+        Effect size d_z, two-sided level and wanted power.
+
+    Returns
+    -------
+    dict
+        ``effect, alpha, target``; ``n_needed`` (pairs for ``target`` power at ``alpha``);
+        ``n`` (smallest number of pairs among the tested pairs, 0 if none); ``power`` (at
+        ``n`` and ``alpha``); ``tests`` (number of pairs tested) and ``power_holm`` (at ``n``
+        and ``alpha / tests``, the strictest threshold of Holm's procedure, a lower bound).
+    """
+    tested = tests[tests["n"] > 0] if not tests.empty else tests
+    n = int(tested["n"].min()) if not tested.empty else 0
+    m = max(1, len(tested))
+    return {
+        "effect": effect,
+        "alpha": alpha,
+        "target": target,
+        "n_needed": paired_t_sample_size(effect, alpha=alpha, power=target),
+        "n": n,
+        "power": paired_t_power(n, effect, alpha=alpha),
+        "tests": len(tested),
+        "power_holm": paired_t_power(n, effect, alpha=alpha / m),
+    }
 
 
 _COST_COLUMNS: tuple[str, ...] = (
@@ -378,9 +480,9 @@ def cost_ratios(
     Returns
     -------
     pd.DataFrame
-        One row per pair: ``adversarial, standard, passes_ratio`` (mean forward+backward
-        passes), ``wall_ratio`` (mean training wall time), ``passes_per_epoch_ratio``
-        (removes the effect of early stopping on the number of epochs).
+        One row per pair: ``adversarial, standard, pair`` ("aA2E / A2E"), ``passes_ratio``
+        (mean forward+backward passes), ``wall_ratio`` (mean training wall time),
+        ``passes_per_epoch_ratio`` (removes the effect of early stopping on the number of epochs).
     """
     by_system = cost.set_index("system")
     rows = []
@@ -393,6 +495,7 @@ def cost_ratios(
                 {
                     "adversarial": adv,
                     "standard": std,
+                    "pair": f"{adv} / {std}",
                     "passes_ratio": float(np.float64(x["train_passes"]) / y["train_passes"]),
                     "wall_ratio": float(np.float64(x["wall_seconds"]) / y["wall_seconds"]),
                     "passes_per_epoch_ratio": float(
@@ -403,5 +506,72 @@ def cost_ratios(
             )
     return pd.DataFrame(
         rows,
-        columns=["adversarial", "standard", "passes_ratio", "wall_ratio", "passes_per_epoch_ratio"],
+        columns=[
+            "adversarial",
+            "standard",
+            "pair",
+            "passes_ratio",
+            "wall_ratio",
+            "passes_per_epoch_ratio",
+        ],
+    )
+
+
+BASELINE_LABEL = "ridge baseline"
+"""Table 1 label of the ridge regression on per-band statistics (a baseline, not a system)."""
+
+
+def add_baseline(t1: pd.DataFrame, avg_corr: float, mae: float) -> pd.DataFrame:
+    """Table 1 with a baseline row appended: clean test accuracy only, no seeds, no attack.
+
+    Parameters
+    ----------
+    t1 : pd.DataFrame
+        Output of :func:`table1`.
+    avg_corr, mae : float
+        The baseline's test average correlation and MAE (rating/10 scale).
+
+    Returns
+    -------
+    pd.DataFrame
+        ``t1`` plus one row with ``system`` = :data:`BASELINE_LABEL`, ``kind`` = "baseline",
+        ``avg_corr_mean``, ``mae_mean`` and NaN elsewhere (``n_seeds``/``n_attacked`` become
+        float columns).
+    """
+    row = pd.DataFrame(
+        [{"system": BASELINE_LABEL, "kind": "baseline", "avg_corr_mean": float(avg_corr),
+          "mae_mean": float(mae)}]
+    )  # fmt: skip
+    return pd.concat([t1, row], ignore_index=True)
+
+
+STAGE_ORDER: tuple[str, ...] = ("synthesis", "spectrograms", "training", "attacks", "report")
+"""Stages of a study in the order they run (``study.json["stage_seconds"]`` keys)."""
+
+
+def stage_table(stage_seconds: dict[str, float]) -> pd.DataFrame:
+    """The study's wall time by stage, known stages first, with each stage's share.
+
+    Parameters
+    ----------
+    stage_seconds : dict
+        ``{stage: seconds}`` as recorded in ``study.json["stage_seconds"]``.
+
+    Returns
+    -------
+    pd.DataFrame
+        Columns ``stage, seconds, share`` (fraction of the total), one row per stage and a
+        final ``total`` row.
+    """
+    stages = [s for s in STAGE_ORDER if s in stage_seconds]
+    stages += sorted(set(stage_seconds) - set(STAGE_ORDER))
+    seconds = np.array([float(stage_seconds[s]) for s in stages], dtype=np.float64)  # [S]
+    total = float(seconds.sum())
+    share = seconds / total if total > 0 else np.full(seconds.shape, np.nan)
+    return pd.DataFrame(
+        {
+            "stage": [*stages, "total"],
+            "seconds": [*seconds, total],
+            "share": [*share, 1.0 if total > 0 else np.nan],
+        }
     )

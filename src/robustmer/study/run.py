@@ -5,8 +5,9 @@ A study directory::
     STUDY/study.json                  plan, settings and the state of every unit of work
                                       (paths relative to STUDY, or absolute)
     STUDY/.lock                       held while a study runs; the holder's PID
-    STUDY/data/                       the synthetic data set (when no data is given)
-    STUDY/cache/                      prepared model inputs (unless --data names a cache)
+    STUDY/cache/                      prepared model inputs (unless --data names a cache);
+                                      for synthetic data hard links into the shared store
+                                      (robustmer.data.synth.stored_synthetic)
     STUDY/runs/<SYSTEM>-seed<SEED>/   one training run each, with attacks/<key>/ per attack
     STUDY/report/                     the report
 
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from robustmer._io import check_writable, read_json, to_jsonable, write_json
 from robustmer.errors import RobustmerError
 from robustmer.provenance import versions
+from robustmer.records import STUDY_FILE
 from robustmer.study.executors import EXECUTORS, ExecutorOptions, Unit, make_executor
 from robustmer.study.lock import study_lock
 from robustmer.study.profiles import StudyProfile, get_profile, shrunk
@@ -48,7 +50,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STUDY_FILE = "study.json"
 SYNTH_SEED = 0
 
 
@@ -182,7 +183,8 @@ def _prepare_data(
 ) -> tuple[Path, dict[str, Any]]:
     """Synthesise and/or prepare the data; return the cache directory and its description
     (paths as :func:`stored_path` records them)."""
-    from robustmer.data import generate_synthetic, load_cache, prepare
+    from robustmer.data import load_cache, prepare
+    from robustmer.data.synth import stored_synthetic
 
     if data is not None:
         cache = load_cache(data)
@@ -193,14 +195,18 @@ def _prepare_data(
         }
     cache_dir = out / "cache"
     if soundtracks is None:
-        raw = out / "data"
-        generate_synthetic(raw, clips=profile.clips, seconds=profile.seconds, seed=SYNTH_SEED)
-        soundtracks, midlevel = raw / "soundtracks", raw / "midlevel"
+        # Synthesised and prepared once in the shared store; the study gets hard links.
+        stored = stored_synthetic(
+            clips=profile.clips, seconds=profile.seconds, seed=SYNTH_SEED, frames=profile.frames
+        )
+        _link_tree(stored.cache, cache_dir)
         kind = {
             "kind": "synthetic",
             "clips": profile.clips,
             "seconds": profile.seconds,
             "seed": SYNTH_SEED,
+            "store": str(stored.root),
+            "reused": stored.reused,
         }
     else:
         kind = {
@@ -208,7 +214,7 @@ def _prepare_data(
             "soundtracks": stored_path(soundtracks, out),
             "midlevel": stored_path(midlevel, out),
         }
-    prepare(soundtracks, midlevel, cache_dir, frames=profile.frames, progress=False)
+        prepare(soundtracks, midlevel, cache_dir, frames=profile.frames, progress=False)
     cache = load_cache(cache_dir)
     return cache_dir, {
         **kind,
@@ -216,6 +222,23 @@ def _prepare_data(
         "manifest_hash": cache.manifest_hash,
         "clips_in_cache": len(cache.ids),
     }
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Copy the directory ``src`` to ``dst`` (replaced atomically) with hard links where the
+    file system allows (its files are only ever replaced, never modified in place)."""
+    import shutil
+
+    from robustmer._io import atomic_directory
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    with atomic_directory(dst) as tmp:
+        shutil.copytree(src, tmp, copy_function=link, dirs_exist_ok=True)
 
 
 @dataclass(frozen=True)
