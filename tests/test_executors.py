@@ -153,13 +153,18 @@ def ray_instance():
     # Functions of this test module travel to Ray workers by value (tests/ is not importable
     # there); the package's own unit functions go by reference.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        logging_level=logging.WARNING,
-        log_to_driver=False,
-    )
+    settings = {
+        "num_cpus": 2,
+        "include_dashboard": False,
+        "_node_ip_address": "127.0.0.1",
+        "logging_level": logging.WARNING,
+        "log_to_driver": False,
+    }
+    try:
+        ray.init(**settings)
+    except Exception:  # Ray gives its node 30 s to start: a second chance on a busy machine
+        ray.shutdown()
+        ray.init(**settings)
     yield ray
     ray.shutdown()
     cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
