@@ -429,8 +429,8 @@ class RayExecutor(Executor):
     Parameters
     ----------
     address : str, optional
-        ``None``: start a local Ray instance with ``num_cpus`` CPUs (no dashboard, bound to
-        this machine, stopped at the end). ``"auto"`` or ``"HOST:PORT"``: join that cluster
+        ``None``: start a local Ray instance with ``num_cpus`` CPUs (no dashboard, node
+        address 127.0.0.1, stopped at the end). ``"auto"`` or ``"HOST:PORT"``: join that cluster
         (``ray.init(address=...)``). If Ray is already initialised in this process, that
         instance is used and left running.
     cpus_per_unit : float
