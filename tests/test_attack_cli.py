@@ -289,3 +289,24 @@ def test_case12_zero_gradient_clips_are_flagged_and_named_once(
     assert df.loc[1, "linf"] == 0.0  # the attack did not move this clip
     warnings = [r for r in caplog.records if "zero input gradient" in r.getMessage()]
     assert len(warnings) == 1 and "clip(s) 118" in warnings[0].getMessage()
+
+
+def test_cli_epsilons_runs_the_attack_at_each_radius(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from robustmer.attacks import APGDConfig
+
+    args = ["attack", "--run", str(run_dir), "--device", "cpu", "--attack", "apgd"]
+    assert _cli([*args, "--set", "steps=3", "--epsilons", "0.01,0.05"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    for eps in (0.01, 0.05):
+        df = pd.read_parquet(attack_dir(run_dir, APGDConfig(epsilon=eps, steps=3).key())
+                             / "clips.parquet")
+        assert set(df["epsilon"]) == {eps} and (df["linf"] <= eps).all()
+        assert set(df["attack"]) == {"apgd"} and len(df) == 4
+    for bad in (["--epsilons", "0.1,x"], ["--epsilons", "0,0.1"],
+                ["--epsilons", "0.1", "--out", str(tmp_path / "o")]):
+        assert _cli([*args, *bad]) == 2, bad
+        assert capsys.readouterr().err.strip().startswith("robustmer: error:")
+    paper = ["attack", "--run", str(run_dir), "--device", "cpu", "--epsilons", "0.1"]
+    assert _cli(paper) == 2  # the reference mode is unbounded

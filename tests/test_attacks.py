@@ -605,7 +605,7 @@ def test_pgd_l2_norm_bound_and_restarts() -> None:
 
 def test_attack_registry_and_configs() -> None:
     model = SmallConvNet()
-    assert set(ATTACKS) == {"paper", "pgd"}
+    assert set(ATTACKS) == {"paper", "pgd", "apgd", "noise"}
     for name, attack_class in ATTACKS.items():
         assert attack_class.config_class.name == name
     paper = attack_config("paper", steps=3)

@@ -25,6 +25,8 @@ from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
 WAVEFORM_SETTINGS: dict[str, dict[str, object]] = {
     "paper": {"steps": 6},
     "pgd": {"epsilon": 0.05, "steps": 6},
+    "apgd": {"epsilon": 0.05, "steps": 6},
+    "noise": {"epsilon": 0.05},
 }
 """Settings per registered attack for the waveform tests (every attack must be listed)."""
 

@@ -67,12 +67,13 @@ def test_tiny_study_through_the_cli(tiny_cache, tmp_path, capsys):
     assert cli(*args) == 0
     assert "report.html" in capsys.readouterr().out
     state = json.loads((out / "study.json").read_text())
+    keys = [a.key() for a in QUICK.evaluation_attacks()]
     assert state["plan"] == [
         "data",
         *(
-            f"{kind}/{model}{suffix}"
+            name
             for model in ("A2E-seed6", "A2E-seed21", "A2M2E-seed6", "A2M2E-seed21")
-            for kind, suffix in (("train", ""), ("attack", f"/{QUICK.attacks[0].key()}"))
+            for name in (f"train/{model}", *(f"attack/{model}/{k}" for k in keys))
         ),
         "report",
     ]
@@ -212,6 +213,8 @@ def test_quick_profile_keeps_the_papers_recipe():
         "train.amp",  # bf16 autocast of the training steps: a speed option
         "train.adv_attack.steps",
         "attack.paper.steps",
+        "attack.apgd.steps",
+        "epsilons",
     }
     assert set(changed) <= allowed, set(changed) - allowed
     assert len(QUICK.seeds) >= 3 and QUICK.systems == PAPER.systems

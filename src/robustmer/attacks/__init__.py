@@ -9,7 +9,11 @@ maps the attack's name to its class; adding an attack is one new module plus one
   Flexer & Widmer (SMC 2025), in ``reference`` mode (the paper's code, quirks included) or
   the project's ``bounded`` mode (L∞ ball of radius ε);
 - ``pgd`` (:class:`PGD`, :class:`PGDConfig`): projected gradient ascent on the emotion MSE,
-  L∞ or L2 (Madry et al., 2018).
+  L∞ or L2 (Madry et al., 2018);
+- ``apgd`` (:class:`APGD`, :class:`APGDConfig`): Auto-PGD (Croce & Hein, 2020) for
+  regression, on the emotion MSE or the negative per-clip correlation, L∞ or L2;
+- ``noise`` (:class:`Noise`, :class:`NoiseConfig`): the worst of uniform random draws in
+  the ε-ball, the baseline of the gradient-masking checks.
 
 Usage::
 
@@ -26,8 +30,10 @@ from typing import Any
 
 from torch import nn
 
+from robustmer.attacks.apgd import APGD, APGDConfig
 from robustmer.attacks.base import Attack, ProgressCallback, model_outputs, zero_gradient
 from robustmer.attacks.config import AttackConfig
+from robustmer.attacks.noise import Noise, NoiseConfig
 from robustmer.attacks.paper import (
     MODES,
     PRECISIONS,
@@ -49,6 +55,8 @@ from robustmer.errors import RobustmerError
 ATTACKS: dict[str, type[Attack]] = {
     "paper": PaperAttack,
     "pgd": PGD,
+    "apgd": APGD,
+    "noise": Noise,
 }
 """Registry of attacks by name (the name is also ``ATTACKS[name].config_class.name``)."""
 
@@ -97,6 +105,10 @@ def build_attack(
 
 
 __all__ = [
+    "APGD",
+    "APGDConfig",
+    "Noise",
+    "NoiseConfig",
     "ATTACKS",
     "MODES",
     "NORMS",

@@ -203,10 +203,17 @@ class AttackConfig:
         return int(getattr(self, "steps", 1)) * int(getattr(self, "restarts", 1))
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"attack": name, field: value, ...}`` with tuples as lists (JSON-ready)."""
+        """``{"attack": name, field: value, ...}`` with tuples as lists (JSON-ready).
+
+        The base class's keyword-only settings (``domain``, ``snr_db``, ``target``) appear
+        only when they differ from their defaults, so a spectrogram-domain, untargeted
+        attack keeps the settings (and storage key) it had before they existed.
+        """
         out: dict[str, Any] = {"attack": self.name}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.kw_only and value == f.default:
+                continue
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 

@@ -61,6 +61,9 @@ class AttackResult:
         the clean and the final pass.
     seconds : float
         Wall-clock time of the attack.
+    loss : torch.Tensor, float32, shape [B], or None
+        The attack's own objective at the returned example, per clip (e.g. APGD: the MSE or
+        the negative correlation it maximised); None for attacks that do not report it.
     """
 
     x_adv: torch.Tensor
@@ -77,6 +80,7 @@ class AttackResult:
     midlevel_adv: torch.Tensor | None
     model_passes: int
     seconds: float
+    loss: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         b = self.x_adv.shape[0]
@@ -87,6 +91,7 @@ class AttackResult:
         assert self.iterations.dtype == torch.int64
         assert self.converged.dtype == torch.bool
         assert self.threshold.dtype == torch.float64
+        assert self.loss is None or self.loss.shape == (b,), "loss"
 
     def __len__(self) -> int:
         return int(self.x_adv.shape[0])

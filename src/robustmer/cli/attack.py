@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -30,10 +31,28 @@ def attack_settings(name: str, settings: list[str] | None) -> object:
         raise RobustmerError(f"--attack {name} --set: {exc}") from None
 
 
+def parse_epsilons(text: str | None) -> tuple[float, ...] | None:
+    """``--epsilons 0.01,0.03`` as a tuple of floats > 0 (None when not given)."""
+    from robustmer.errors import RobustmerError
+
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise RobustmerError(f"--epsilons {text!r}: expected comma-separated numbers > 0")
+    return values
+
+
 def attack(
     run: Annotated[Path, typer.Option("--run", help="Training run directory.")],
     attack: Annotated[
-        str, typer.Option("--attack", help="Attack name: paper, pgd (robustmer.attacks.ATTACKS).")
+        str,
+        typer.Option(
+            "--attack", help="Attack name: paper, pgd, apgd, noise (robustmer.attacks.ATTACKS)."
+        ),
     ] = "paper",
     settings: Annotated[
         list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP)
@@ -46,6 +65,13 @@ def attack(
     ] = False,
     out: Annotated[
         Path | None, typer.Option(help="Output directory (default RUN/attacks/<key>).")
+    ] = None,
+    epsilons: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated radii, e.g. 0.01,0.03,0.1,0.3: run the (bounded) attack at "
+            "each, one result directory per ε (robustness curves)."
+        ),
     ] = None,
     domain: Annotated[
         str | None,
@@ -79,25 +105,37 @@ def attack(
     --snr-db 30 --save-audio listen/ (see docs/audio-attacks.md).
     See docs/attacks.md.
     """
+    from robustmer.errors import RobustmerError
     from robustmer.evaluation import attack_run
+    from robustmer.evaluation.curves import at_epsilons
     from robustmer.training import resolve_device
 
     shortcuts = {"domain": domain, "snr_db": snr_db, "target": target}
     extra = [f"{k}={v}" for k, v in shortcuts.items() if v is not None]
-    config = attack_settings(attack, [*(settings or []), *extra])
-    summary = attack_run(
-        run,
-        config,
-        split=split,
-        batch_size=batch_size,
-        device=resolve_device(device),
-        save_examples=save_examples,
-        out=out,
-        save_audio=save_audio,
-    )
-    typer.echo(
-        f"{summary.system} seed {summary.seed} {summary.key}: "
-        f"MAE {summary.mae_clean:.4f} -> {summary.mae_adv:.4f} "
-        f"(ΔMAE {summary.delta_mae:+.4f}), {summary.n_clips} clips, "
-        f"{summary.cost.wall_seconds:.1f} s"
-    )
+    settings = [*(settings or []), *extra]
+    grid = parse_epsilons(epsilons)
+    if grid and not any(s.partition("=")[0].strip() == "epsilon" for s in settings):
+        settings.append(f"epsilon={grid[0]}")  # a bounded attack to expand
+    configs = at_epsilons([attack_settings(attack, settings)], grid or ())
+    if grid and (len(configs) < len(set(grid)) or out is not None):
+        raise RobustmerError(
+            f"--epsilons with --attack {attack}: expected a bounded attack (an epsilon setting) "
+            "and no --out (each ε gets its own RUN/attacks/<key>)"
+        )
+    for config in configs:
+        summary = attack_run(
+            run,
+            config,
+            split=split,
+            batch_size=batch_size,
+            device=resolve_device(device),
+            save_examples=save_examples,
+            out=out,
+            save_audio=save_audio,
+        )
+        typer.echo(
+            f"{summary.system} seed {summary.seed} {summary.key}: "
+            f"MAE {summary.mae_clean:.4f} -> {summary.mae_adv:.4f} "
+            f"(ΔMAE {summary.delta_mae:+.4f}), {summary.n_clips} clips, "
+            f"{summary.cost.wall_seconds:.1f} s"
+        )

@@ -33,6 +33,13 @@ def study(
     seeds: Annotated[
         str | None, typer.Option(help="Comma-separated seeds (default: the profile's).")
     ] = None,
+    epsilons: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated radii, e.g. 0.01,0.03,0.1,0.3: every bounded attack of the "
+            "profile runs at each (robustness curves; default: the profile's)."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     jobs: Annotated[
         int | None,
@@ -73,6 +80,7 @@ def study(
     """
     import sys
 
+    from robustmer.cli.attack import parse_epsilons
     from robustmer.errors import RobustmerError
     from robustmer.study import STUDY_PROFILES, run_study
     from robustmer.study.executors import EXECUTORS
@@ -113,6 +121,7 @@ def study(
             executor=executor,
             ray_address=ray_address,
             gpus_per_unit=gpus_per_unit,
+            epsilons=parse_epsilons(epsilons),
         )
     except KeyboardInterrupt:
         sys.stderr.write(f"robustmer: study interrupted; run the same command to resume {out}\n")

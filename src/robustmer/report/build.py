@@ -43,7 +43,8 @@ from robustmer.report import figures, render, sections, specs
 from robustmer.report.audio import listening_blocks
 from robustmer.report.conclusion import conclusion
 from robustmer.report.load import StudyData, load_study, study_attacks
-from robustmer.report.render import TableSpec
+from robustmer.report.render import Heading, TableSpec
+from robustmer.report.robustness import robustness_section
 from robustmer.report.tables import (
     add_baseline,
     all_pairs,
@@ -414,8 +415,11 @@ def build_report(
         ctx.figs = _draw_figures(ctx, tmp / "figures")
         for name, df in ctx.tables.items():
             write_table(df, tmp / name)
-        write_json(tmp / "summary.json", _summary(ctx))
+        robust = robustness_section(data.study_dir, tmp)  # tables and figures into tmp
+        write_json(tmp / "summary.json", {**_summary(ctx), "robustness": robust.summary})
         blocks = [block for section in sections.SECTIONS for block in section(ctx)]
+        at = next(i for i, b in enumerate(blocks) if b == Heading("Provenance"))
+        blocks[at:at] = robust.blocks  # the robustness evaluation before the provenance
         blocks += listening_blocks(study_dir, tmp)  # waveform attacks' audio, if any
         with atomic_open(tmp / "report.md") as fh:
             fh.write(render.render_markdown(blocks))

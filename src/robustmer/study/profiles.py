@@ -2,12 +2,13 @@
 
 ``paper`` is the study as published: 360 clips (real data), 313-frame excerpts, the full
 backbone, 199 epochs with patience 50, the 5 systems x 10 seeds and the 1000-iteration paper
-attack. ``quick`` is the laptop demo on the built-in synthetic data: it keeps the
-architecture's sequence of layers and both heads and the attack's algorithm, but changes the
-number (600 synthetic clips, split 480/60/60 by the paper's 80/10/10 rule) and length of clips,
-the channel widths, the epoch budget, the learning rate and the attack iterations, and the
-report lists exactly what it changed (:func:`shrunk`). How the quick values were chosen:
-``docs/quick-profile.md``.
+attack, plus the robustness evaluation (APGD and uniform noise at every ε of
+:data:`ROBUSTNESS_EPSILONS`, docs/robustness.md). ``quick`` is the laptop demo on the
+built-in synthetic data: it keeps the architecture's sequence of layers and both heads and the
+attack's algorithm, but changes the number (600 synthetic clips, split 480/60/60 by the
+paper's 80/10/10 rule) and length of clips, the channel widths, the epoch budget, the
+learning rate and the attack iterations, and the report lists exactly what it changed
+(:func:`shrunk`). How the quick values were chosen: ``docs/quick-profile.md``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from robustmer.attacks import AttackConfig, PaperConfig
+from robustmer.attacks import APGDConfig, AttackConfig, NoiseConfig, PaperConfig
 from robustmer.errors import RobustmerError
 from robustmer.names import PAPER_SEEDS, SYSTEM_NAMES
 from robustmer.training.config import PROFILES as TRAIN_PROFILES
@@ -45,6 +46,9 @@ class StudyProfile:
         The evaluation attacks; every model is attacked with each of them (default: the
         paper attack with the paper's settings). The report reads the first unless asked
         for another.
+    epsilons : tuple of float
+        Radii at which every bounded attack of ``attacks`` (one with an ``epsilon``) is run
+        instead of its own ε, for the robustness curves (docs/robustness.md); empty: as given.
     """
 
     name: str
@@ -55,6 +59,7 @@ class StudyProfile:
     seeds: tuple[int, ...] = PAPER_SEEDS
     train: dict[str, Any] = field(default_factory=dict)
     attacks: tuple[AttackConfig, ...] = (PaperConfig(),)
+    epsilons: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.attacks or not all(isinstance(a, AttackConfig) for a in self.attacks):
@@ -63,6 +68,19 @@ class StudyProfile:
                 "attack settings (robustmer.attacks.attack_config)"
             )
         object.__setattr__(self, "attacks", tuple(self.attacks))
+        eps = tuple(self.epsilons)
+        if any(isinstance(e, bool) or not isinstance(e, int | float) or not e > 0 for e in eps):
+            raise RobustmerError(
+                f"study profile {self.name!r} epsilons {self.epsilons!r}: expected numbers > 0"
+            )
+        object.__setattr__(self, "epsilons", tuple(float(e) for e in eps))
+
+    def evaluation_attacks(self) -> tuple[AttackConfig, ...]:
+        """The attacks every model gets: :attr:`attacks`, each bounded one at every ε of
+        :attr:`epsilons` (:func:`robustmer.evaluation.curves.at_epsilons`)."""
+        from robustmer.evaluation.curves import at_epsilons
+
+        return at_epsilons(self.attacks, self.epsilons)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (attack settings as ``AttackConfig.to_dict()``)."""
@@ -74,17 +92,29 @@ class StudyProfile:
         return d
 
     def with_overrides(
-        self, *, systems: tuple[str, ...] | None = None, seeds: tuple[int, ...] | None = None
+        self,
+        *,
+        systems: tuple[str, ...] | None = None,
+        seeds: tuple[int, ...] | None = None,
+        epsilons: tuple[float, ...] | None = None,
     ) -> StudyProfile:
-        """A copy with other systems and/or seeds."""
+        """A copy with other systems, seeds and/or ε grid."""
         return replace(
             self,
             systems=tuple(systems) if systems else self.systems,
             seeds=tuple(seeds) if seeds else self.seeds,
+            epsilons=tuple(epsilons) if epsilons else self.epsilons,
         )
 
 
-PAPER = StudyProfile(name="paper")
+ROBUSTNESS_EPSILONS: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)
+"""The ε grid of the robustness curves (L∞, normalised-input units; docs/robustness.md)."""
+
+PAPER = StudyProfile(
+    name="paper",
+    attacks=(PaperConfig(), APGDConfig(epsilon=0.1), NoiseConfig(epsilon=0.1)),
+    epsilons=ROBUSTNESS_EPSILONS,
+)
 
 QUICK = StudyProfile(
     name="quick",
@@ -93,7 +123,9 @@ QUICK = StudyProfile(
     frames=32,
     seeds=PAPER_SEEDS[:3],
     train=dict(TRAIN_PROFILES["quick"]),
-    attacks=(PaperConfig(steps=50),),
+    # APGD: 10 steps at 3 radii cost about 30 paper-attack iterations per clip
+    attacks=(PaperConfig(steps=50), APGDConfig(epsilon=0.1, steps=10), NoiseConfig(epsilon=0.1)),
+    epsilons=ROBUSTNESS_EPSILONS[:3],
 )
 
 STUDY_PROFILES: dict[str, StudyProfile] = {"paper": PAPER, "quick": QUICK}
@@ -135,6 +167,8 @@ def shrunk(profile: StudyProfile) -> dict[str, dict[str, Any]]:
     for key in ("clips", "seconds", "frames"):
         if getattr(profile, key) != getattr(PAPER, key):
             out[key] = {"paper": getattr(PAPER, key), "used": getattr(profile, key)}
+    if profile.epsilons != PAPER.epsilons:
+        out["epsilons"] = {"paper": list(PAPER.epsilons), "used": list(profile.epsilons)}
     if len(profile.seeds) != len(PAPER.seeds):
         out["seeds"] = {"paper": len(PAPER.seeds), "used": len(profile.seeds)}
     for key, value in profile.train.items():

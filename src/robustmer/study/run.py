@@ -161,15 +161,27 @@ def _train_unit(
 
 
 def _attack_unit(
-    run_dir: str, attack: AttackConfig, device: torch.device, threads: int
+    run_dir: str,
+    attack: AttackConfig,
+    device: torch.device,
+    threads: int,
+    save_examples: bool = False,
 ) -> dict[str, float]:
     """Attack one trained run's test split with one evaluation attack, with ``threads``
-    torch threads (a unit)."""
+    torch threads (a unit); ``save_examples`` keeps the adversarial examples (for the
+    report's transfer matrix)."""
     from robustmer.evaluation import attack_run
 
     with unit_threads(threads):
         t0 = time.perf_counter()
-        attack_run(run_dir, attack, split="test", device=device, progress=False)
+        attack_run(
+            run_dir,
+            attack,
+            split="test",
+            device=device,
+            progress=False,
+            save_examples=save_examples,
+        )
     return {"attack_seconds": time.perf_counter() - t0}
 
 
@@ -281,7 +293,7 @@ class StudyRequest:
 
     @property
     def plan(self) -> list[str]:
-        attacks = self.profile.attacks
+        attacks = self.profile.evaluation_attacks()
         per_model = ([u.train_unit, *(u.attack_unit(a) for a in attacks)] for u in self.units)
         return ["data", *(name for names in per_model for name in names), "report"]
 
@@ -314,6 +326,7 @@ def _request(
     device: str | torch.device,
     jobs: int | None,
     threads: int | None,
+    epsilons: tuple[float, ...] | None = None,
     executor: str = "local",
     ray_address: str | None = None,
     gpus_per_unit: float | None = None,
@@ -333,7 +346,7 @@ def _request(
         prof = profile
     else:
         prof = get_profile(profile or ("paper" if given else "quick"))
-    prof = prof.with_overrides(systems=systems, seeds=seeds)
+    prof = prof.with_overrides(systems=systems, seeds=seeds, epsilons=epsilons)
     for name in prof.systems:
         get_system(name)
     if any(s < 0 for s in prof.seeds):
@@ -360,7 +373,7 @@ def _open_state(req: StudyRequest) -> StudyState:
     state.doc.update(
         profile=req.profile.name,
         shrunk=shrunk(req.profile),
-        attacks=[a.to_dict() for a in req.profile.attacks],
+        attacks=[a.to_dict() for a in req.profile.evaluation_attacks()],
         device=str(req.device),
         versions=versions(),
     )
@@ -412,6 +425,10 @@ def _data_step(state: StudyState, req: StudyRequest, display: _Display) -> Path:
 def _units(req: StudyRequest, cache_dir: Path, threads: int) -> list[Unit]:
     """Every model's training unit, then its attack units (one per evaluation attack, after
     the training)."""
+    from robustmer.evaluation.curves import transfer_keys
+
+    attacks = req.profile.evaluation_attacks()
+    keep = transfer_keys(attacks)  # examples for the report's transfer matrix
     units = []
     for m in req.units:
         run_dir = str(req.out / "runs" / m.name)
@@ -424,8 +441,9 @@ def _units(req: StudyRequest, cache_dir: Path, threads: int) -> list[Unit]:
         }
         common = {"device": req.device, "threads": threads}
         units.append(Unit(m.train_unit, _train_unit, {**train_kwargs, **common}))
-        for attack in req.profile.attacks:
+        for attack in attacks:
             kwargs = {"run_dir": run_dir, "attack": attack, **common}
+            kwargs["save_examples"] = attack.key() in keep
             units.append(Unit(m.attack_unit(attack), _attack_unit, kwargs, after=(m.train_unit,)))
     return units
 
@@ -484,6 +502,7 @@ def run_study(
     ray_address: str | None = None,
     gpus_per_unit: float | None = None,
     progress: bool = True,
+    epsilons: tuple[float, ...] | None = None,
 ) -> Path:
     """Run (or resume) a whole study and write its report.
 
@@ -501,6 +520,9 @@ def run_study(
         is given (built-in synthetic data), else ``paper``.
     systems, seeds : tuple, optional
         Subsets to run instead of the profile's (all five systems; 3 or 10 seeds).
+    epsilons : tuple of float, optional
+        Radii at which to run every bounded attack instead of the profile's
+        (:attr:`StudyProfile.epsilons`).
     device : str or torch.device
         ``auto``, ``cpu``, ``cuda[:N]`` or a resolved device.
     jobs : int, optional
@@ -540,6 +562,7 @@ def run_study(
         device,
         jobs,
         threads,
+        epsilons,
         executor,
         ray_address,
         gpus_per_unit,

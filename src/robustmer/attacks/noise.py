@@ -1,0 +1,159 @@
+"""Uniform random noise in the ε-ball: the baseline every gradient attack must beat.
+
+Each clip gets ``restarts`` perturbations drawn uniformly from the ball ``‖δ‖ ≤ ε`` (L∞: every
+element uniform in ``[-ε, ε]``; L2: uniform in the volume) and keeps the one with the highest
+emotion MSE. A gradient attack at the same ε that does not clearly beat this is a sign of
+gradient masking (Carlini et al., 2019, "On Evaluating Adversarial Robustness"), which
+:mod:`robustmer.evaluation.checks` tests.
+
+The random draws of a clip come from a CPU generator seeded with the attack's ``seed``, the
+draw number and a hash of the clip's input (:func:`clip_generator`), so a clip's result does
+not depend on its batch-mates, the batch size or the device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import time
+from typing import ClassVar
+
+import torch
+
+from robustmer.attacks.base import Attack, ProgressCallback, model_outputs, report_progress
+from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
+from robustmer.attacks.pgd import NORMS
+from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms
+from robustmer.errors import RobustmerError
+
+__all__ = ["Noise", "NoiseConfig", "clip_generator", "mse_per_clip", "random_in_ball"]
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseConfig(AttackConfig):
+    """Settings of :class:`Noise`.
+
+    Attributes
+    ----------
+    norm : str
+        ``"linf"`` or ``"l2"``.
+    epsilon : float
+        Radius of the ball (normalised-input units), > 0; required.
+    restarts : int
+        Draws per clip; the one with the highest MSE is kept.
+    seed : int
+        Seed of the draws.
+    """
+
+    name: ClassVar[str] = "noise"
+
+    norm: str = "linf"
+    epsilon: float | None = None
+    restarts: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self, "norm", self.norm, NORMS)
+        check_positive(self, "epsilon", self.epsilon)
+        check_int(self, "restarts", self.restarts, minimum=1)
+        check_int(self, "seed", self.seed, minimum=0)
+        if self.target is not None:
+            raise RobustmerError(f"attack 'noise' target {self.target!r}: expected no target")
+
+
+def mse_per_clip(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-clip mean squared error over the emotions: ``p, y [B, 8] -> [B]``."""
+    return (p - y).pow(2).mean(dim=1)
+
+
+def clip_generator(x_clip: torch.Tensor, seed: int, stream: int) -> torch.Generator:
+    """CPU generator for one clip's random draws.
+
+    Seeded with SHA-256 of ``(seed, stream, the clip's float32 bytes)``, so the draws depend on
+    the clip's content and not on its position in a batch or the device it lives on.
+
+    Parameters
+    ----------
+    x_clip : torch.Tensor, shape [1, F, T]
+        One clip's input.
+    seed : int
+        The attack's seed.
+    stream : int
+        Which draw (restart) of the attack this generator serves.
+    """
+    h = hashlib.sha256(f"{seed}:{stream}:".encode())
+    h.update(x_clip.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return torch.Generator(device="cpu").manual_seed(int.from_bytes(h.digest()[:8], "little") >> 1)
+
+
+def random_in_ball(
+    x: torch.Tensor, norm: str, epsilon: float, seed: int, stream: int
+) -> torch.Tensor:
+    """Per-clip uniform draws from the ε-ball, ``[B, 1, F, T]`` like ``x`` (dtype, device).
+
+    Each clip's draw comes from :func:`clip_generator`; float32 rounding is projected back
+    into the ball.
+    """
+    ops = NORMS[norm]
+    draws = [
+        ops.random((1, *x.shape[1:]), epsilon, clip_generator(x[i], seed, stream))  # [1, 1, F, T]
+        for i in range(x.shape[0])
+    ]
+    delta = torch.cat(draws).to(device=x.device, dtype=x.dtype)  # [B, 1, F, T]
+    return ops.project(delta, epsilon)
+
+
+class Noise(Attack):
+    """Worst of ``restarts`` uniform draws from the ε-ball per clip (see the module docstring).
+
+    Settings: :class:`NoiseConfig`. No gradients are used; the progress callback is called
+    once per draw as ``callback(draw, n_clips, mean_r)``.
+    """
+
+    config_class = NoiseConfig
+    config: NoiseConfig
+
+    def run(
+        self, x: torch.Tensor, y: torch.Tensor, callback: ProgressCallback | None
+    ) -> AttackResult:
+        """Attack a checked batch ``x [B, 1, F, T]``, ``y [B, 8]``; no gradients are used."""
+        start = time.perf_counter()
+        cfg, model, b = self.config, self.model, x.shape[0]
+        with torch.no_grad():
+            pred_clean, mid_clean = model_outputs(model(x))  # [B, 8], [B, 7] | None
+            best_delta = torch.zeros_like(x)  # [B, 1, F, T]
+            best_loss = torch.full((b,), -math.inf, device=x.device)  # [B]
+            best_pred, best_mid = pred_clean.clone(), mid_clean  # [B, 8], [B, 7] | None
+            for draw in range(cfg.restarts):
+                delta = random_in_ball(x, cfg.norm, cfg.epsilon, cfg.seed, draw)  # [B, 1, F, T]
+                delta = self.domain.constrain(x, delta)  # e.g. the waveform's SNR budget
+                p, mid = model_outputs(model(x + delta))  # [B, 8], [B, 7] | None
+                report_progress(callback, draw + 1, b, clip_pearson(p, y))
+                loss = mse_per_clip(p, y)  # [B]
+                better = loss > best_loss  # [B]
+                best_loss = torch.where(better, loss, best_loss)
+                best_delta[better] = delta[better]
+                best_pred = torch.where(better[:, None], p, best_pred)
+                if mid is not None:
+                    best_mid = torch.where(better[:, None], mid, best_mid)
+        x_adv = self.domain.adversarial(x, best_delta)  # [B, 1, F, T] or [B, samples]
+        l2, linf = perturbation_norms(self.domain.applied(x, best_delta))
+        return AttackResult(
+            x_adv=x_adv.float().cpu(),
+            pred_clean=pred_clean.float().cpu(),
+            pred=best_pred.float().cpu(),
+            pred_of_x_adv=best_pred.float().cpu(),
+            iterations=torch.full((b,), cfg.restarts, dtype=torch.int64),
+            converged=torch.zeros(b, dtype=torch.bool),
+            threshold=torch.full((b,), math.nan, dtype=torch.float64),
+            l2=l2.cpu(),
+            linf=linf.cpu(),
+            snr_db=self.domain.snr_db(x, x_adv, self.normalization),
+            midlevel_clean=None if mid_clean is None else mid_clean.float().cpu(),
+            midlevel_adv=None if best_mid is None else best_mid.float().cpu(),
+            model_passes=b * (1 + cfg.restarts),
+            seconds=time.perf_counter() - start,
+            loss=best_loss.float().cpu(),
+        )
