@@ -82,7 +82,7 @@ def timed_study(out: Path) -> dict:
     finally:
         synth.generate_synthetic, prepare_module.prepare, report_module.build_report = originals
     state = json.loads((out / "study.json").read_text())
-    units = [u for name, u in state["units"].items() if name.startswith("model/")]
+    units = [u for name, u in state["units"].items() if name.startswith(("train/", "attack/"))]
     s = stages.seconds
     data = {k: s.get(k, {"wall": 0.0, "cpu": 0.0}) for k in ("synthesis", "spectrograms")}
     other = {

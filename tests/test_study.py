@@ -67,12 +67,14 @@ def test_tiny_study_through_the_cli(tiny_cache, tmp_path, capsys):
     assert cli(*args) == 0
     assert "report.html" in capsys.readouterr().out
     state = json.loads((out / "study.json").read_text())
+    keys = [a.key() for a in QUICK.evaluation_attacks()]
     assert state["plan"] == [
         "data",
-        "model/A2E-seed6",
-        "model/A2E-seed21",
-        "model/A2M2E-seed6",
-        "model/A2M2E-seed21",
+        *(
+            name
+            for model in ("A2E-seed6", "A2E-seed21", "A2M2E-seed6", "A2M2E-seed21")
+            for name in (f"train/{model}", *(f"attack/{model}/{k}" for k in keys))
+        ),
         "report",
     ]
     assert all(u["state"] == "done" for u in state["units"].values())
@@ -285,9 +287,10 @@ def test_resume_after_kills_in_training_and_attack(tiny_cache, reference, tmp_pa
     key = TINY.attacks[0].key()
     assert not (out / "runs" / "A2M2E-seed6" / "attacks" / key / "summary.json").exists()
     state = json.loads((out / "study.json").read_text())
-    assert state["units"]["model/A2E-seed6"]["state"] == "done"
-    assert state["units"]["model/A2E-seed21"]["state"] == "done"
-    assert state["units"]["model/A2M2E-seed6"]["state"] == "running"
+    assert state["units"][f"attack/A2E-seed6/{key}"]["state"] == "done"
+    assert state["units"][f"attack/A2E-seed21/{key}"]["state"] == "done"
+    assert state["units"]["train/A2M2E-seed6"]["state"] == "done"
+    assert state["units"][f"attack/A2M2E-seed6/{key}"]["state"] == "running"
     monkeypatch.setitem(ATTACKS, "paper", PaperAttack)
 
     # 3rd invocation finishes; nothing finished is redone and the tables equal the reference.
@@ -333,8 +336,8 @@ def test_parallel_workers_finish_every_unit(reference_dir):
     other tests compare these tables with units that ran in the main process)."""
     state = json.loads((reference_dir / "study.json").read_text())
     assert state["settings"]["threads"] == 1
-    units = {k: v for k, v in state["units"].items() if k.startswith("model/")}
-    assert len(units) == 4 and all(u["state"] == "done" for u in state["units"].values())
+    units = {k: v for k, v in state["units"].items() if k.split("/")[0] in ("train", "attack")}
+    assert len(units) == 8 and all(u["state"] == "done" for u in state["units"].values())
     assert all(u["threads"] == 1 for u in units.values())
 
 

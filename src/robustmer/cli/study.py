@@ -44,15 +44,33 @@ def study(
     jobs: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Parallel worker processes (default: CPU count on CPU, 1 on GPU)."
+            min=1,
+            help="Local executor: parallel worker processes (default: CPU count on CPU, one "
+            "per GPU on GPUs, each pinned to its GPU).",
         ),
     ] = None,
     threads: Annotated[
         int | None,
         typer.Option(
             min=1,
-            help="Torch threads per system x seed unit, a recorded setting of the study "
-            "(default: as recorded, else CPU count // jobs).",
+            help="Torch threads per unit (a training or an attack), a recorded setting of the "
+            "study, and the CPUs a Ray task reserves (default: as recorded, else CPU count // "
+            "jobs; with ray 1).",
+        ),
+    ] = None,
+    executor: Annotated[
+        str, typer.Option(help="Where units run: local (worker processes) or ray.")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join: auto or HOST:PORT (default: a local Ray instance)."
+        ),
+    ] = None,
+    gpus_per_unit: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, help="Ray: GPUs a task reserves, e.g. 0.5 (default: 1 with cuda, else 0)."
         ),
     ] = None,
 ) -> None:
@@ -65,7 +83,7 @@ def study(
     from robustmer.cli.attack import parse_epsilons
     from robustmer.errors import RobustmerError
     from robustmer.study import STUDY_PROFILES, run_study
-    from robustmer.training import resolve_device
+    from robustmer.study.executors import EXECUTORS
 
     if data is not None and (soundtracks is not None or midlevel is not None):
         raise RobustmerError("give either --data or --soundtracks/--midlevel, not both")
@@ -75,6 +93,14 @@ def study(
         raise RobustmerError(
             f"--profile {profile!r}: unknown; expected one of {', '.join(STUDY_PROFILES)}"
         )
+    if executor not in EXECUTORS:
+        raise RobustmerError(
+            f"--executor {executor!r}: unknown; expected one of {', '.join(EXECUTORS)}"
+        )
+    if executor != "ray" and (ray_address is not None or gpus_per_unit is not None):
+        raise RobustmerError("--ray-address and --gpus-per-unit need --executor ray")
+    if executor == "ray" and jobs is not None:
+        raise RobustmerError("--jobs is for the local executor; with ray, use --threads")
     seed_list = _csv_list(seeds)
     try:
         seed_values = tuple(int(s) for s in seed_list) if seed_list else None
@@ -89,9 +115,12 @@ def study(
             profile=profile,
             systems=_csv_list(systems),
             seeds=seed_values,
-            device=resolve_device(device),
+            device=device,
             jobs=jobs,
             threads=threads,
+            executor=executor,
+            ray_address=ray_address,
+            gpus_per_unit=gpus_per_unit,
             epsilons=parse_epsilons(epsilons),
         )
     except KeyboardInterrupt:

@@ -11,9 +11,13 @@ A study directory::
     STUDY/runs/<SYSTEM>-seed<SEED>/   one training run each, with attacks/<key>/ per attack
     STUDY/report/                     the report
 
-Every unit is resumable by its own files (a training run resumes from its last completed
-epoch, an attack that finished is skipped), so a study killed at any moment and started
-again with the same command redoes nothing that finished and ends with the same tables.
+The work is a list of units (each system x seed's training, then its attacks) run by an
+executor (:mod:`robustmer.study.executors`: worker processes here, or Ray tasks on a
+cluster) that reports each unit's start and finish; only this process writes
+``study.json``. Every unit is resumable by its own files (a training run resumes from its
+last completed epoch, an attack that finished is skipped), so a study killed at any moment
+and started again with the same command, with either executor, redoes nothing that
+finished and ends with the same tables.
 Every unit computes with the study's recorded torch thread count wherever it runs, so its
 results do not depend on whether it ran in a worker or in the main process.
 """
@@ -25,8 +29,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,9 +38,10 @@ from robustmer._io import check_writable, read_json, to_jsonable, write_json
 from robustmer.errors import RobustmerError
 from robustmer.provenance import versions
 from robustmer.records import STUDY_FILE
+from robustmer.study.executors import EXECUTORS, ExecutorOptions, Unit, make_executor
 from robustmer.study.lock import study_lock
 from robustmer.study.profiles import StudyProfile, get_profile, shrunk
-from robustmer.study.workers import stop_workers, unit_threads, worker_init
+from robustmer.study.workers import unit_threads
 
 if TYPE_CHECKING:
     import torch
@@ -51,7 +55,7 @@ SYNTH_SEED = 0
 
 @dataclass(frozen=True)
 class ModelUnit:
-    """One system x seed: train, then attack on the test split."""
+    """One system x seed: a training unit, then an attack unit on the test split."""
 
     system: str
     seed: int
@@ -59,6 +63,15 @@ class ModelUnit:
     @property
     def name(self) -> str:
         return f"{self.system}-seed{self.seed}"
+
+    @property
+    def train_unit(self) -> str:
+        """Name of its training unit in ``study.json``."""
+        return f"train/{self.name}"
+
+    def attack_unit(self, attack: AttackConfig) -> str:
+        """Name of its unit attacking with ``attack`` (named by the attack's storage key)."""
+        return f"attack/{self.name}/{attack.key()}"
 
 
 class StudyState:
@@ -128,39 +141,48 @@ def recorded_path(text: str, study_dir: Path) -> Path:
     return path if path.is_absolute() else study_dir / path
 
 
-def _model_unit(
-    unit: ModelUnit,
+def _train_unit(
+    system: str,
+    seed: int,
     cache_dir: str,
     run_dir: str,
     train_overrides: dict[str, Any],
-    attacks: tuple[AttackConfig, ...],
     device: torch.device,
     threads: int,
 ) -> dict[str, float]:
-    """Train one system x seed and attack it with each evaluation attack, with ``threads``
-    torch threads wherever it runs (in the study process or a worker)."""
-    from robustmer.evaluation import attack_run
-    from robustmer.evaluation.curves import transfer_keys
+    """Train one system x seed with ``threads`` torch threads, wherever it runs (a unit)."""
     from robustmer.training import TrainConfig, train
 
     with unit_threads(threads):
         t0 = time.perf_counter()
-        config = TrainConfig(
-            system=unit.system, seed=unit.seed, device=str(device), **train_overrides
-        )
+        config = TrainConfig(system=system, seed=seed, device=str(device), **train_overrides)
         train(cache_dir, run_dir, config, device=device, progress=False)
-        t1 = time.perf_counter()
-        keep = transfer_keys(attacks)  # examples for the report's transfer matrix
-        for attack in attacks:
-            attack_run(
-                run_dir,
-                attack,
-                split="test",
-                device=device,
-                progress=False,
-                save_examples=attack.key() in keep,
-            )
-    return {"train_seconds": t1 - t0, "attack_seconds": time.perf_counter() - t1}
+    return {"train_seconds": time.perf_counter() - t0}
+
+
+def _attack_unit(
+    run_dir: str,
+    attack: AttackConfig,
+    device: torch.device,
+    threads: int,
+    save_examples: bool = False,
+) -> dict[str, float]:
+    """Attack one trained run's test split with one evaluation attack, with ``threads``
+    torch threads (a unit); ``save_examples`` keeps the adversarial examples (for the
+    report's transfer matrix)."""
+    from robustmer.evaluation import attack_run
+
+    with unit_threads(threads):
+        t0 = time.perf_counter()
+        attack_run(
+            run_dir,
+            attack,
+            split="test",
+            device=device,
+            progress=False,
+            save_examples=save_examples,
+        )
+    return {"attack_seconds": time.perf_counter() - t0}
 
 
 def _prepare_data(
@@ -248,6 +270,10 @@ class StudyRequest:
         Requested parallel workers (None: the default for the device).
     threads : int or None
         Requested torch threads per unit (None: as recorded, else the default).
+    executor : str
+        Where units run (:data:`robustmer.study.executors.EXECUTORS`).
+    options : ExecutorOptions
+        The executor's options (its ``threads`` is ``threads``, before defaults).
     """
 
     out: Path
@@ -258,6 +284,8 @@ class StudyRequest:
     device: torch.device
     jobs: int | None
     threads: int | None
+    executor: str = "local"
+    options: ExecutorOptions | None = None
 
     @property
     def units(self) -> list[ModelUnit]:
@@ -265,19 +293,15 @@ class StudyRequest:
 
     @property
     def plan(self) -> list[str]:
-        return ["data", *(f"model/{u.name}" for u in self.units), "report"]
-
-    def default_workers(self) -> int:
-        """Worker processes when ``jobs`` is not given: the CPU count on a CPU, else 1."""
-        if self.jobs is not None:
-            return self.jobs
-        return (os.cpu_count() or 1) if self.device.type == "cpu" else 1
+        attacks = self.profile.evaluation_attacks()
+        per_model = ([u.train_unit, *(u.attack_unit(a) for a in attacks)] for u in self.units)
+        return ["data", *(name for names in per_model for name in names), "report"]
 
     def settings(self, recorded_threads: int | None) -> dict[str, Any]:
         """The settings ``study.json`` records and a later run must repeat."""
         threads = self.threads or recorded_threads
         if threads is None:
-            threads = max(1, (os.cpu_count() or 1) // self.default_workers())
+            threads = EXECUTORS[self.executor].default_threads(self.options)
         return {
             "profile": self.profile.to_dict(),
             "data": stored_path(self.data, self.out),
@@ -303,9 +327,12 @@ def _request(
     jobs: int | None,
     threads: int | None,
     epsilons: tuple[float, ...] | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    gpus_per_unit: float | None = None,
 ) -> StudyRequest:
     """Validate ``run_study``'s arguments (messages name its parameters, not CLI flags)."""
-    from robustmer.training import get_system, resolve_device
+    from robustmer.training import get_system
 
     if data is not None and (soundtracks is not None or midlevel is not None):
         raise RobustmerError("study data: give either a cache or soundtracks/midlevel, not both")
@@ -324,9 +351,17 @@ def _request(
         get_system(name)
     if any(s < 0 for s in prof.seeds):
         raise RobustmerError(f"study seeds {prof.seeds}: invalid; expected integers >= 0")
-    dev = resolve_device(device) if isinstance(device, str) else device
+    if executor not in EXECUTORS:
+        raise RobustmerError(
+            f"study executor {executor!r}: unknown; expected one of {', '.join(EXECUTORS)}"
+        )
+    EXECUTORS[executor].check_installed()
+    dev = EXECUTORS[executor].resolve_device(device, gpus_per_unit=gpus_per_unit)
+    options = ExecutorOptions(dev, threads, jobs, ray_address, gpus_per_unit)
     paths = (_optional_path(p) for p in (data, soundtracks, midlevel))
-    return StudyRequest(Path(out), prof, *paths, device=dev, jobs=jobs, threads=threads)
+    return StudyRequest(
+        Path(out), prof, *paths, dev, jobs, threads, executor=executor, options=options
+    )
 
 
 def _open_state(req: StudyRequest) -> StudyState:
@@ -387,57 +422,55 @@ def _data_step(state: StudyState, req: StudyRequest, display: _Display) -> Path:
     return cache_dir
 
 
+def _units(req: StudyRequest, cache_dir: Path, threads: int) -> list[Unit]:
+    """Every model's training unit, then its attack units (one per evaluation attack, after
+    the training)."""
+    from robustmer.evaluation.curves import transfer_keys
+
+    attacks = req.profile.evaluation_attacks()
+    keep = transfer_keys(attacks)  # examples for the report's transfer matrix
+    units = []
+    for m in req.units:
+        run_dir = str(req.out / "runs" / m.name)
+        train_kwargs = {
+            "system": m.system,
+            "seed": m.seed,
+            "cache_dir": str(cache_dir),
+            "run_dir": run_dir,
+            "train_overrides": req.profile.train,
+        }
+        common = {"device": req.device, "threads": threads}
+        units.append(Unit(m.train_unit, _train_unit, {**train_kwargs, **common}))
+        for attack in attacks:
+            kwargs = {"run_dir": run_dir, "attack": attack, **common}
+            kwargs["save_examples"] = attack.key() in keep
+            units.append(Unit(m.attack_unit(attack), _attack_unit, kwargs, after=(m.train_unit,)))
+    return units
+
+
 def _run_units(
     state: StudyState, req: StudyRequest, cache_dir: Path, display: _Display
 ) -> None:
-    """Train and attack every unit not done yet, in this process or in worker processes."""
-    todo = [u for u in req.units if not state.done(f"model/{u.name}")]
-    workers = max(1, min(req.default_workers(), len(todo) or 1))
+    """Run every unit not done yet with the study's executor; record starts and finishes."""
     threads = state.doc["settings"]["threads"]
-    args = {
-        u.name: (
-            u,
-            str(cache_dir),
-            str(req.out / "runs" / u.name),
-            req.profile.train,
-            req.profile.evaluation_attacks(),
-            req.device,
-            threads,
-        )
-        for u in todo
-    }
+    executor = make_executor(req.executor, replace(req.options, threads=threads))
+    running: set[str] = set()
 
-    def finish(u: ModelUnit, seconds: dict[str, float]) -> None:
+    def on_start(name: str) -> None:
+        state.set(name, "running", executor=executor.name)
+        running.add(name)
+        display.show(", ".join(sorted(running)))
+
+    def on_finish(name: str, seconds: dict[str, float]) -> None:
         timing = {k: round(v, 3) for k, v in seconds.items()}
-        state.set(f"model/{u.name}", "done", threads=threads, **timing)
+        state.set(name, "done", threads=threads, **timing)
+        running.discard(name)
         display.advance()
+        display.show(", ".join(sorted(running)))
 
-    if workers == 1:
-        for u in todo:
-            display.show(u.name)
-            state.set(f"model/{u.name}", "running")
-            finish(u, _model_unit(*args[u.name]))
-        return
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=worker_init, initargs=(os.getpid(),)
-    ) as pool:
-        try:
-            queue, pending = list(todo), {}
-            while queue or pending:
-                while queue and len(pending) < workers:  # submit only what can run now
-                    u = queue.pop(0)
-                    state.set(f"model/{u.name}", "running")
-                    pending[pool.submit(_model_unit, *args[u.name])] = u
-                display.show(", ".join(sorted(u.name for u in pending.values())))
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    finish(pending.pop(fut), fut.result())
-        except BaseException:
-            stop_workers(pool)
-            raise
+    todo = [u for u in _units(req, cache_dir, threads) if not state.done(u.name)]
+    with executor:
+        executor.run(todo, on_start=on_start, on_finish=on_finish)
 
 
 def _report_step(state: StudyState, req: StudyRequest, display: _Display, t0: float) -> Path:
@@ -465,6 +498,9 @@ def run_study(
     device: str | torch.device = "auto",
     jobs: int | None = None,
     threads: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    gpus_per_unit: float | None = None,
     progress: bool = True,
     epsilons: tuple[float, ...] | None = None,
 ) -> Path:
@@ -490,13 +526,22 @@ def run_study(
     device : str or torch.device
         ``auto``, ``cpu``, ``cuda[:N]`` or a resolved device.
     jobs : int, optional
-        Parallel worker processes for independent system x seed units. Default: the CPU
-        count when running on the CPU (small models use cores better in separate
-        processes), 1 on a GPU. Results do not depend on it.
+        Local executor: parallel worker processes for independent units (trainings,
+        attacks). Default: the CPU count when running on the CPU (small models use cores
+        better in separate processes), one per GPU on ``cuda`` (each worker pinned to one
+        GPU). Results do not depend on it.
     threads : int, optional
         Torch threads every unit computes with, wherever it runs (a setting of the study,
-        recorded in ``study.json``: results depend on it). Default: as recorded by an
-        earlier run of this study, else ``cpu_count // jobs``.
+        recorded in ``study.json``: results depend on it), and the CPUs a Ray task
+        reserves. Default: as recorded by an earlier run of this study, else
+        ``cpu_count // jobs`` (local) or 1 (Ray).
+    executor : {"local", "ray"}
+        Where units run (:data:`robustmer.study.executors.EXECUTORS`); a study started with
+        one can be resumed with the other.
+    ray_address : str, optional
+        Ray: ``auto`` or ``HOST:PORT`` of a running cluster; default a local Ray instance.
+    gpus_per_unit : float, optional
+        Ray: GPUs a task reserves (default 1 on ``cuda``, else 0; a fraction shares one).
     progress : bool
         Show the study's progress display.
 
@@ -507,7 +552,20 @@ def run_study(
     """
     t0 = time.perf_counter()
     req = _request(
-        out, data, soundtracks, midlevel, profile, systems, seeds, device, jobs, threads, epsilons
+        out,
+        data,
+        soundtracks,
+        midlevel,
+        profile,
+        systems,
+        seeds,
+        device,
+        jobs,
+        threads,
+        epsilons,
+        executor,
+        ray_address,
+        gpus_per_unit,
     )
     check_writable(req.out, "study directory")
     req.out.mkdir(parents=True, exist_ok=True)
