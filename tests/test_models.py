@@ -258,6 +258,33 @@ def test_save_load_round_trip(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # atomic write left no temporary file
 
 
+def test_checkpoint_bytes_depend_only_on_weights_and_metadata(tmp_path):
+    """safetensors writes its metadata in hash-map order, different from one save to the
+    next; save_model writes it sorted, so equal models give byte-identical files."""
+    import hashlib
+    import json
+
+    from safetensors.torch import load_file
+
+    torch.manual_seed(3)
+    model = build_model("a2m2e", width=0.125)
+    extra = {"epoch": 2, "train_config": {"seed": 6, "amp": True}}
+    blobs = {
+        save_model(tmp_path / f"m{i}.safetensors", model, extra=extra).read_bytes()
+        for i in range(8)
+    }
+    assert len(blobs) == 1, [hashlib.sha256(b).hexdigest()[:12] for b in blobs]
+    blob = blobs.pop()
+    size = int.from_bytes(blob[:8], "little")
+    assert size % 8 == 0
+    metadata = json.loads(blob[8 : 8 + size])["__metadata__"]
+    assert list(metadata) == sorted(metadata)
+    assert json.loads(metadata["robustmer.extra"]) == extra
+    weights = load_file(str(tmp_path / "m0.safetensors"))
+    assert weights.keys() == model.state_dict().keys()
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+
+
 def test_load_wrong_architecture_names_both(tmp_path):
     path = save_model(tmp_path / "m.safetensors", build_model("a2e", width=0.125))
     with pytest.raises(RobustmerError) as info:

@@ -441,3 +441,40 @@ def test_study_on_real_data_layout(tmp_path):
     assert state["data"]["kind"] == "real" and state["data"]["clips_in_cache"] == 30
     assert (tmp_path / "study" / "cache" / "manifest.json").is_file()
     assert len(pd.read_csv(report / "clips.csv")) == 3  # the 3 test clips of 30
+
+
+def test_a_study_unit_equals_train_with_the_recorded_threads(tiny_cache, tmp_path):
+    """With the quick profile's bf16 autocast: a unit trained in a worker (two units,
+    two jobs), the same unit as a one-unit study (main process) and ``train()`` called
+    directly with the same TrainConfig under the thread count study.json records give
+    byte-identical checkpoints and the same final metrics."""
+    import hashlib
+    from dataclasses import replace
+
+    import torch
+
+    from robustmer.training import TrainConfig, train
+
+    train_amp = {**TINY.train, "amp": True}
+    profile = replace(TINY, seeds=(6,), train=train_amp, attacks=(PaperConfig(steps=2),))
+    workers = tmp_path / "workers"
+    run_study(workers, data=tiny_cache, profile=profile, device="cpu", jobs=2, progress=False)
+    threads = json.loads((workers / "study.json").read_text())["settings"]["threads"]
+    single = tmp_path / "single"
+    one = profile.with_overrides(systems=("A2E",))
+    run_study(single, data=tiny_cache, profile=one, device="cpu", threads=threads, progress=False)
+
+    config = TrainConfig(system="A2E", seed=6, device="cpu", **profile.train)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        train(tiny_cache, tmp_path / "direct", config, device=torch.device("cpu"), progress=False)
+    finally:
+        torch.set_num_threads(previous)
+
+    runs = [workers / "runs" / "A2E-seed6", single / "runs" / "A2E-seed6", tmp_path / "direct"]
+    hashes = {hashlib.sha256((r / "best.safetensors").read_bytes()).hexdigest() for r in runs}
+    assert len(hashes) == 1, hashes
+    finals = [json.loads((r / "final.json").read_text()) for r in runs]
+    assert finals[0]["metrics"] == finals[1]["metrics"] == finals[2]["metrics"]
+    assert finals[0]["best_epoch"] == finals[1]["best_epoch"] == finals[2]["best_epoch"]

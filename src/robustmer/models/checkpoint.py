@@ -43,7 +43,7 @@ def save_model(
     -------
     pathlib.Path
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -52,9 +52,26 @@ def save_model(
         _CONFIG_KEY: json.dumps(model.config.to_dict()),
         _EXTRA_KEY: json.dumps(to_jsonable(extra or {})),
     }
+    blob = _canonical_header(save(state, metadata=metadata))
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=metadata)
+        tmp.write_bytes(blob)
     return path
+
+
+def _canonical_header(blob: bytes) -> bytes:
+    """The same safetensors file with its string metadata in sorted key order.
+
+    safetensors writes the ``__metadata__`` entries in hash-map order, which changes from
+    process to process, so equal weights and metadata would give files with different
+    bytes (and hashes). The tensor entries and the data section are kept as they are; the
+    header is padded with spaces to a multiple of 8 bytes, as safetensors does.
+    """
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + size :]
 
 
 def _read_header(path: Path) -> dict[str, str]:
