@@ -347,14 +347,14 @@ from robustmer.study import STUDY_PROFILES, StudyProfile
 if __name__ == "__main__":
     # as in a terminal, even where the test runs as a background job that ignores SIGINT
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    STUDY_PROFILES["tiny"] = StudyProfile(**{profile!r})
+    STUDY_PROFILES["tiny"] = StudyProfile.from_dict({profile!r})
     main(sys.argv[1:])
 """
 
 
 def _tiny_profile_dict() -> dict:
     d = TINY.to_dict()
-    d["systems"], d["seeds"] = tuple(d["systems"]), tuple(d["seeds"])
+    assert StudyProfile.from_dict(d) == TINY  # the JSON round trip
     return d
 
 
