@@ -344,24 +344,20 @@ def test_parallel_workers_finish_every_unit(reference_dir):
 STUDY_SCRIPT = """
 import signal
 import sys
-from robustmer.attacks import config_from_dict
 from robustmer.cli import main
 from robustmer.study import STUDY_PROFILES, StudyProfile
 
 if __name__ == "__main__":
     # as in a terminal, even where the test runs as a background job that ignores SIGINT
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    profile = {profile!r}
-    profile["attacks"] = tuple(config_from_dict(a) for a in profile["attacks"])
-    STUDY_PROFILES["tiny"] = StudyProfile(**profile)
+    STUDY_PROFILES["tiny"] = StudyProfile.from_dict({profile!r})
     main(sys.argv[1:])
 """
 
 
 def _tiny_profile_dict() -> dict:
     d = TINY.to_dict()
-    for key in ("systems", "seeds", "epsilons"):
-        d[key] = tuple(d[key])
+    assert StudyProfile.from_dict(d) == TINY  # the JSON round trip
     return d
 
 

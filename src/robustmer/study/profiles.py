@@ -91,6 +91,22 @@ class StudyProfile:
         d["attacks"] = [a.to_dict() for a in self.attacks]
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StudyProfile:
+        """Inverse of :meth:`to_dict` (lists back to tuples, attack settings to configs)."""
+        from robustmer.attacks import config_from_dict
+
+        d = dict(d)
+        d["train"] = {
+            k: config_from_dict(v) if isinstance(v, dict) and "attack" in v else v
+            for k, v in d.get("train", {}).items()
+        }
+        d["attacks"] = tuple(config_from_dict(a) for a in d.get("attacks", ()))
+        for key, value in d.items():
+            if isinstance(value, list):
+                d[key] = tuple(value)
+        return cls(**d)
+
     def with_overrides(
         self,
         *,
