@@ -752,3 +752,21 @@ def test_readme_block_has_conclusion_table1_and_figures(study: Path) -> None:
     assert "| A2E | 3 | 0.730 ± 0.030 | 0.100 ± 0.010 |" in block
     assert "docs/images/quick-fig3.png" in block and "docs/images/quick-fig4.png" in block
     assert "seeds 10 → 2, train.max_epochs 199 → 12" in block
+
+
+def test_the_papers_own_tests_on_mae_after_attack(study: Path) -> None:
+    """The paper tested per-clip MAE after attack for A2E vs A2M2E and A2B2E vs A2M2E."""
+    from scipy import stats
+
+    paper = _read(study, "paper_tests")
+    pairs = [tuple(r) for r in paper[["a", "b"]].to_numpy()]
+    assert pairs == [("A2E", "A2M2E"), ("A2B2E", "A2M2E")]
+    assert set(paper["column"]) == {"mae_adv"}
+    for row in paper.itertuples():
+        a = np.concatenate([ATTACKED[(row.a, s)][1] for s in (6, 21)])
+        b = np.concatenate([ATTACKED[(row.b, s)][1] for s in (6, 21)])
+        expected = stats.ttest_rel(a, b)
+        assert row.n == 10
+        assert row.t == pytest.approx(expected.statistic)
+        assert row.t_p == pytest.approx(expected.pvalue)
+    assert "The paper's own tests" in (study / "report" / "report.md").read_text(encoding="utf-8")

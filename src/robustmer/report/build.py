@@ -46,6 +46,7 @@ from robustmer.report.load import StudyData, load_study, study_attacks
 from robustmer.report.render import Heading, TableSpec
 from robustmer.report.robustness import robustness_section
 from robustmer.report.tables import (
+    PAPER_TEST_PAIRS,
     add_baseline,
     all_pairs,
     cost_ratios,
@@ -244,6 +245,7 @@ def _tables(data: StudyData, baseline: dict[str, Any] | None, ddof: int) -> dict
         t1 = add_baseline(t1, baseline["avg_corr"], baseline["mae"])
     tests, notes = _significance(data.clips, data.runs["system"])
     data.notes.extend(notes)
+    paper_tests = significance_tests(data.clips, PAPER_TEST_PAIRS, column="mae_adv")
     cost = cost_table(data.runs)
     stages = _stage_seconds(data)
     return {
@@ -251,6 +253,7 @@ def _tables(data: StudyData, baseline: dict[str, Any] | None, ddof: int) -> dict
         "delta_mae": delta,
         "clips": data.clips,
         "tests": tests,
+        "paper_tests": paper_tests[paper_tests["n"] > 0].reset_index(drop=True),
         "cost": cost,
         "cost_ratios": cost_ratios(cost),
         "stages": stage_table(stages)
