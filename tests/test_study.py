@@ -129,6 +129,33 @@ def test_synthetic_study_and_what_it_shrank(tmp_path):
     assert state["shrunk"]["train.max_epochs"] == {"paper": 199, "used": 3}
     summary = json.loads((report / "summary.json").read_text())
     assert "frames" in json.dumps(summary)  # the report says what was shrunk
+    stages = state["stage_seconds"]
+    assert list(stages) == ["synthesis", "spectrograms", "training", "attacks", "report"]
+    assert all(v > 0 for v in stages.values())
+    assert stages["training"] + stages["attacks"] == pytest.approx(
+        state["units_wall_seconds"], abs=2e-3
+    )
+    shown = pd.read_csv(report / "stages.csv").set_index("stage")["seconds"].to_dict()
+    before_report = {k: stages[k] for k in list(stages)[:4]}  # the report shows these
+    assert shown == pytest.approx({**before_report, "total": sum(before_report.values())})
+
+
+def test_stage_seconds_split_the_units_wall_time_by_their_own_clocks():
+    from robustmer.study.run import stage_seconds
+
+    doc = {
+        "data": {"stage_seconds": {"synthesis": 2.0, "spectrograms": 1.0}},
+        "units": {
+            "train/A": {"train_seconds": 30.0},
+            "attack/A": {"attack_seconds": 10.0},
+            "train/B": {"train_seconds": 50.0},
+        },
+        "units_wall_seconds": 45.0,  # two workers: less than the 90 s of unit clocks
+    }
+    assert stage_seconds(doc) == {
+        "synthesis": 2.0, "spectrograms": 1.0, "training": 40.0, "attacks": 5.0
+    }
+    assert stage_seconds({"units": {}}) == {}
 
 
 def test_second_study_reuses_the_stored_synthetic_data(tmp_path, monkeypatch):

@@ -1110,6 +1110,8 @@ class StoredSynthetic:
         end, excerpt length, cache format version).
     reused : bool
         Whether this call found the store complete (nothing synthesised or prepared).
+    seconds : dict
+        Wall time of this call's ``synthesis`` and ``spectrograms`` steps (0 when reused).
     """
 
     root: Path
@@ -1118,6 +1120,9 @@ class StoredSynthetic:
     key: str
     settings: dict[str, Any]
     reused: bool
+    seconds: dict[str, float] = field(
+        default_factory=lambda: {"synthesis": 0.0, "spectrograms": 0.0}
+    )
 
 
 def store_dir() -> Path:
@@ -1187,6 +1192,7 @@ def stored_synthetic(
         log.info("synthetic data reused from %s", root)
         return entry
     log.info("synthesising and preparing data into the shared store %s", root)
+    t0 = time.perf_counter()
     generate_synthetic(
         entry.data,
         clips=clips,
@@ -1195,6 +1201,7 @@ def stored_synthetic(
         sample_rate=sample_rate,
         audio_format=audio_format,
     )
+    t1 = time.perf_counter()
     prepare(
         entry.data / "soundtracks",
         entry.data / "midlevel",
@@ -1203,4 +1210,5 @@ def stored_synthetic(
         progress=False,
     )
     write_json(done, settings)
-    return StoredSynthetic(root, entry.data, entry.cache, key, settings, reused=False)
+    seconds = {"synthesis": t1 - t0, "spectrograms": time.perf_counter() - t1}
+    return StoredSynthetic(root, entry.data, entry.cache, key, settings, False, seconds)

@@ -219,14 +219,17 @@ def _prepare_data(
             "seed": SYNTH_SEED,
             "store": str(stored.root),
             "reused": stored.reused,
+            "stage_seconds": stored.seconds,
         }
     else:
+        t0 = time.perf_counter()
+        prepare(soundtracks, midlevel, cache_dir, frames=profile.frames, progress=False)
         kind = {
             "kind": "real",
             "soundtracks": stored_path(soundtracks, out),
             "midlevel": stored_path(midlevel, out),
+            "stage_seconds": {"spectrograms": time.perf_counter() - t0},
         }
-        prepare(soundtracks, midlevel, cache_dir, frames=profile.frames, progress=False)
     cache = load_cache(cache_dir)
     return cache_dir, {
         **kind,
@@ -469,8 +472,30 @@ def _run_units(
         display.show(", ".join(sorted(running)))
 
     todo = [u for u in _units(req, cache_dir, threads) if not state.done(u.name)]
+    t0 = time.perf_counter()
     with executor:
         executor.run(todo, on_start=on_start, on_finish=on_finish)
+    if todo:
+        wall = state.doc.get("units_wall_seconds", 0.0) + time.perf_counter() - t0
+        state.doc["units_wall_seconds"] = round(wall, 3)  # summed over invocations
+        state.save()
+
+
+def stage_seconds(doc: dict[str, Any]) -> dict[str, float]:
+    """Wall time per stage from ``study.json``: the data step's ``synthesis`` and
+    ``spectrograms``, then ``training`` and ``attacks``, which share the units' wall time
+    (``units_wall_seconds``, summed over invocations) in proportion to the units' own clocks
+    (``train_seconds``, ``attack_seconds``), since units of both kinds overlap in workers."""
+    data_stages = (doc.get("data") or {}).get("stage_seconds", {})
+    out = {k: round(float(v), 3) for k, v in data_stages.items()}
+    units = doc.get("units", {}).values()
+    train = sum(u.get("train_seconds", 0.0) for u in units)
+    attack = sum(u.get("attack_seconds", 0.0) for u in units)
+    wall = doc.get("units_wall_seconds", 0.0)
+    if train + attack > 0:
+        out["training"] = round(wall * train / (train + attack), 3)
+        out["attacks"] = round(wall * attack / (train + attack), 3)
+    return out
 
 
 def _report_step(state: StudyState, req: StudyRequest, display: _Display, t0: float) -> Path:
@@ -478,7 +503,11 @@ def _report_step(state: StudyState, req: StudyRequest, display: _Display, t0: fl
     from robustmer.report import build_report
 
     display.show("report")
+    state.doc["stage_seconds"] = stage_seconds(state.doc)  # the report shows these
+    state.save()
+    t_report = time.perf_counter()
     report = build_report(req.out)
+    state.doc["stage_seconds"]["report"] = round(time.perf_counter() - t_report, 3)
     state.doc["wall_seconds_last_invocation"] = round(time.perf_counter() - t0, 3)
     state.set("report", "done")
     display.advance()
