@@ -770,3 +770,16 @@ def test_the_papers_own_tests_on_mae_after_attack(study: Path) -> None:
         assert row.t == pytest.approx(expected.statistic)
         assert row.t_p == pytest.approx(expected.pvalue)
     assert "The paper's own tests" in (study / "report" / "report.md").read_text(encoding="utf-8")
+
+
+def test_accuracy_sentence_names_the_systems_below_the_baseline() -> None:
+    from robustmer.report.conclusion import _accuracy_sentence
+
+    t1 = pd.DataFrame(
+        {"system": ["A2E", "A2B2E", "A2M2E"], "avg_corr_mean": [0.7, 0.5, 0.4], "kind": "system"}
+    )
+    one = _accuracy_sentence(t1, {"avg_corr": 0.45})
+    assert one.endswith("reaches 0.450; A2M2E does not beat it.")
+    two = _accuracy_sentence(t1, {"avg_corr": 0.6})
+    assert two.endswith("A2B2E and A2M2E do not beat it.")
+    assert _accuracy_sentence(t1, {"avg_corr": 0.3}).endswith("every system beats it.")

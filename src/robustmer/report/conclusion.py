@@ -79,9 +79,16 @@ def _accuracy_sentence(t1: pd.DataFrame, baseline: Mapping[str, float] | None) -
         below = [r.system for r in systems.itertuples() if r.avg_corr_mean <= baseline["avg_corr"]]
         text += (
             f" The ridge baseline on per-band statistics reaches {fmt(baseline['avg_corr'])}; "
-            + (f"{', '.join(below)} do(es) not beat it." if below else "every system beats it.")
+            + (_not_beating(below) if below else "every system beats it.")
         )
     return text
+
+
+def _not_beating(systems: list[str]) -> str:
+    """``"A2E does not beat it."`` / ``"A2E and A2M2E do not beat it."``"""
+    if len(systems) == 1:
+        return f"{systems[0]} does not beat it."
+    return f"{', '.join(systems[:-1])} and {systems[-1]} do not beat it."
 
 
 def _cost_sentence(ratios: pd.DataFrame) -> str:
