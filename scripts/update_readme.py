@@ -65,7 +65,7 @@ def quick_block(study: Path) -> str:
             "### What the quick demo produces",
             "",
             f"Output of `robustmer study` (profile `{state.get('profile')}`, synthetic data, "
-            f"device `{state.get('device')}`; {_minutes(state)}). It shrinks, relative to the "
+            f"device `{state.get('device')}`; {_minutes(state)}). It changes, relative to the "
             f"paper: {shrunk or 'nothing'}. The numbers show the pipeline working on synthetic "
             "music and are not comparable with the paper's.",
             "",
