@@ -27,6 +27,7 @@ __all__ = [
     "FIG4_EMOTIONS",
     "FIG4_SYSTEMS",
     "SYSTEM_COLORS",
+    "SYSTEM_MARKERS",
     "figure_delta_mae",
     "figure_true_vs_pred",
     "paper_median_note",
@@ -40,6 +41,16 @@ SYSTEM_COLORS: dict[str, str] = {
     "aA2B2E": "#6495ed",
 }
 """Box colour per system; unknown systems are grey."""
+
+SYSTEM_MARKERS: dict[str, str] = {
+    "A2E": "o",
+    "A2B2E": "s",
+    "A2M2E": "D",
+    "aA2E": "^",
+    "aA2B2E": "v",
+}
+"""Marker per system, so systems that share a colour (their kind) stay apart in line and
+scatter plots; unknown systems get a circle."""
 
 COLOR_GROUPS: dict[str, str] = {
     "#d2691e": "not interpretable",

@@ -32,7 +32,7 @@ from robustmer._io import read_json, write_table
 from robustmer.evaluation import checks as chk
 from robustmer.evaluation import curves
 from robustmer.report import render
-from robustmer.report.figures import SYSTEM_COLORS, _save
+from robustmer.report.figures import SYSTEM_COLORS, SYSTEM_MARKERS, _save
 from robustmer.report.render import FigureBlock, Heading, Paragraph, TableBlock, fmt
 from robustmer.report.tables import system_order
 
@@ -107,8 +107,8 @@ def _figure_curves(curve: pd.DataFrame, stem: Path, attack: str) -> dict[str, Pa
         for system in system_order(curve["system"]):
             g = curve[curve["system"] == system].sort_values(xcol)
             color = SYSTEM_COLORS.get(system, "#777777")
-            ax.plot(g[xcol], g[ycol], marker="o", label=system, color=color,
-                    linestyle="--" if system.startswith("a") else "-")
+            ax.plot(g[xcol], g[ycol], marker=SYSTEM_MARKERS.get(system, "o"), label=system,
+                    color=color, linestyle="--" if system.startswith("a") else "-")
             lo, hi = g[f"{ycol}_lo"], g[f"{ycol}_hi"]
             if ycol == "avg_corr_adv":  # a correlation's interval ends at ±1
                 lo, hi = lo.clip(-1, 1), hi.clip(-1, 1)
@@ -157,7 +157,7 @@ def _figure_tradeoff(points: pd.DataFrame, stem: Path, what: str) -> dict[str, P
         g = points[points["system"] == system]
         ax.scatter(g["avg_corr_clean"], g["robust_delta_mae"], label=system, s=30,
                    color=SYSTEM_COLORS.get(system, "#777777"),
-                   marker="s" if system.startswith("a") else "o")
+                   marker=SYSTEM_MARKERS.get(system, "o"))
     ax.set_xlabel("clean average correlation (higher = more accurate)")
     ax.set_ylabel(f"worst-case ΔMAE, {what} (lower = more robust)")
     ax.grid(alpha=0.3)
