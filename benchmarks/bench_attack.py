@@ -1,4 +1,4 @@
-"""Throughput of the paper attack (DESIGN.md §7): batched implementation vs the paper's loop.
+"""Throughput of the paper attack (docs/paper.md §7): batched implementation vs the paper's loop.
 
 Measures clip-iterations per second (one clip through one attack iteration: forward, Pearson
 correlation, threshold bookkeeping, backward to the input, Adam step) of

@@ -9,7 +9,7 @@ Measures, for each architecture of the study (``a2e``, ``a2b2e``, ``a2m2e``, ful
 - attack clip-iterations/s of the paper attack with early stopping off, at batch 8 (the
   attack inside adversarial training) and at batch 36 (one model's test split);
 
-then estimates the paper study (DESIGN.md §6-7 as the profile ``paper`` encodes it: 5
+then estimates the paper study (docs/paper.md §6-7 as the profile ``paper`` encodes it: 5
 systems x 10 seeds, 288/36/36 clips, at most 199 epochs, adversarial epochs every 5th for
 the two adversarial systems with a 50-iteration attack per batch plus one extra step, and
 a 1000-iteration attack on each model's 36 test clips) as one unit after another, and

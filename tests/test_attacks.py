@@ -1,4 +1,4 @@
-"""Tests of the attacks (DESIGN.md §7): the paper attack, PGD, their results and helpers.
+"""Tests of the attacks (docs/paper.md §7): the paper attack, PGD, their results and helpers.
 
 References used: ``torch.optim.Adam`` (the Adam update), a literal per-clip re-implementation
 of the paper's attack loop with ``torch.optim.Adam`` and ``scipy.stats.pearsonr`` (as in the

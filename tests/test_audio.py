@@ -1,4 +1,4 @@
-"""Tests of the audio front end (DESIGN.md §3) against madmom's own outputs and closed forms.
+"""Tests of the audio front end (docs/paper.md §3) against madmom's own outputs and closed forms.
 
 References: madmom's ``LogarithmicFilteredSpectrogramProcessor`` outputs and filterbank in
 ``../shared/fixtures/logspec`` (Böck et al., 2016), a plain NumPy re-implementation, pure
@@ -74,7 +74,7 @@ def test_spectrogram_matches_madmom(name: str, tolerance: float) -> None:
 
 
 def test_float_fixtures_match_to_float32_precision() -> None:
-    # DESIGN.md §3: a plain float64 implementation matches the float files to 1e-6
+    # docs/paper.md §3: a plain float64 implementation matches the float files to 1e-6
     fixtures = _need_fixtures()
     for name in FLOAT_CLIPS:
         expected = np.load(fixtures / f"{name}.logspec.npy")
@@ -159,7 +159,7 @@ def test_config_hop_and_dict_round_trip() -> None:
 
 @pytest.mark.parametrize(
     ("samples", "frames"),
-    # hand-computed ceil(T / 704.4728...): 10 s -> 313 frames (DESIGN.md §3)
+    # hand-computed ceil(T / 704.4728...): 10 s -> 313 frames (docs/paper.md §3)
     [(1, 1), (704, 1), (705, 2), (2048, 3), (22050, 32), (220500, 313)],
 )
 def test_frame_count(samples: int, frames: int) -> None:

@@ -1,4 +1,4 @@
-"""Tests of robustmer.models: architecture (DESIGN.md §5), initialisation, checkpoints."""
+"""Tests of robustmer.models: architecture (docs/paper.md §5), initialisation, checkpoints."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from robustmer.models import (
     save_model,
 )
 
-# DESIGN.md §5 / paper: parameter counts of the published architectures.
+# The paper (docs/paper.md §5): parameter counts of the published architectures.
 PAPER_PARAMETERS = {"a2e": 3_937_864, "a2b2e": 3_937_671, "a2m2e": 3_937_671}
 
-# (name, in, out, kernel, stride, padding, pool after) straight from the DESIGN.md §5 table.
+# (name, in, out, kernel, stride, padding, pool after) straight from the docs/paper.md §5 table.
 TABLE = [
     ("1", 1, 64, 5, 2, 2, False),
     ("2", 64, 64, 3, 1, 1, True),
@@ -75,7 +75,7 @@ def test_wrong_input_shape_raises(full_models, shape):
 
 
 def _reference_features(model: MERModel, x: torch.Tensor) -> torch.Tensor:
-    """Eval-mode backbone written with torch.nn.functional from the DESIGN.md table."""
+    """Eval-mode backbone written with torch.nn.functional from the docs/paper.md §5 table."""
     sd = model.state_dict()
     h = x
     for name, _, _, _, stride, padding, pool in TABLE:

@@ -1,4 +1,4 @@
-"""Tests of the significance tests and the study report (DESIGN.md §8).
+"""Tests of the significance tests and the study report (docs/paper.md §8).
 
 A hand-made study directory (4 systems x 2-3 seeds, 5 test clips each, numbers chosen by hand)
 is reported, and Table 1, ΔMAE, the paired tests and the cost table are checked against values

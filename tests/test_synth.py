@@ -1,4 +1,4 @@
-"""Tests of the synthetic data set generator (robustmer.data.synth; DESIGN.md §2)."""
+"""Tests of the synthetic data set generator (robustmer.data.synth; docs/paper.md §2)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Tests of robustmer.training: systems, config, the training loop, resume, adversarial
-training, run directories and the ``robustmer train`` command (DESIGN.md §6)."""
+training, run directories and the ``robustmer train`` command (docs/paper.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Regression metrics of the study (DESIGN.md §8), in NumPy.
+"""Regression metrics of the study (docs/paper.md §8), in NumPy.
 
 All functions take ratings ``y`` and predictions ``p`` of shape ``[n_clips, n_targets]``
 (emotions or mid-level features, on the training scale, i.e. ratings / 10).

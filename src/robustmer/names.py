@@ -1,4 +1,4 @@
-"""Domain names shared by every stage (DESIGN.md §1, §2)."""
+"""Domain names shared by every stage (docs/paper.md §1, §2)."""
 
 EMOTIONS: tuple[str, ...] = (
     "valence",
@@ -30,4 +30,4 @@ SYSTEM_NAMES: tuple[str, ...] = ("A2E", "A2B2E", "A2M2E", "aA2E", "aA2B2E")
 """The five systems of the study, in the paper's order."""
 
 RATING_SCALE: float = 10.0
-"""Ratings (1-9 scale) are divided by this for training (DESIGN.md §2)."""
+"""Ratings (1-9 scale) are divided by this for training (docs/paper.md §2)."""

@@ -1,4 +1,4 @@
-"""Adversarial attacks on MER models (DESIGN.md §7), behind one interface.
+"""Adversarial attacks on MER models (docs/paper.md §7), behind one interface.
 
 Every attack is one module with two classes: a frozen settings dataclass (a subclass of
 :class:`AttackConfig`: defaults, validation, JSON round trip, storage key) and the attack (a

@@ -108,7 +108,7 @@ def float_floor(value: float, dtype: torch.dtype) -> float:
 
 
 class Attack(abc.ABC):
-    """Base class of the adversarial attacks (DESIGN.md §7).
+    """Base class of the adversarial attacks (docs/paper.md §7).
 
     One subclass per attack, in its own module, with its settings in one frozen
     :class:`~robustmer.attacks.config.AttackConfig` subclass named by :attr:`config_class`;

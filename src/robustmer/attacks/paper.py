@@ -1,4 +1,4 @@
-"""The untargeted attack of Hoedt, Flexer & Widmer (SMC 2025), DESIGN.md §7, batched.
+"""The untargeted attack of Hoedt, Flexer & Widmer (SMC 2025), docs/paper.md §7, batched.
 
 Per clip: ``δ = 0``; each iteration predicts ``p = f(x + δ)`` and the Pearson correlation
 ``r`` between ``p`` and the clip's 8 true ratings. The first iteration sets the threshold
@@ -187,7 +187,7 @@ class PaperConfig(AttackConfig):
 def update_threshold(
     r: torch.Tensor, tau: torch.Tensor, *, reinit_at_zero: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One step of the paper attack's threshold schedule, for each clip (DESIGN.md §7).
+    """One step of the paper attack's threshold schedule, for each clip (docs/paper.md §7).
 
     Parameters
     ----------
@@ -275,7 +275,7 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
 
 
 class PaperAttack(Attack):
-    """The paper's untargeted attack (see the module docstring and DESIGN.md §7).
+    """The paper's untargeted attack (see the module docstring and docs/paper.md §7).
 
     Settings: :class:`PaperConfig`. The progress callback, if given to ``__call__``, is
     called after each iteration's forward pass.

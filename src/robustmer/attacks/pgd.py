@@ -1,6 +1,6 @@
 """Projected gradient descent (Madry et al., ICLR 2018) on the emotion MSE, L∞ or L2.
 
-A standard bounded attack for comparison with the paper attack (DESIGN.md §7 extension):
+A standard bounded attack for comparison with the paper attack (docs/paper.md §7 extension):
 maximise ``MSE(f(x + δ), y)`` (per-clip mean over the 8 emotions) subject to ``‖δ‖ ≤ ε``:
 
 - L∞: ``δ ← clip(δ + α · sign(∇δ), -ε, ε)``;

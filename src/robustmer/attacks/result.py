@@ -1,7 +1,7 @@
 """What an attack returns: one :class:`AttackResult` per batch, with per-clip fields.
 
 Also the helpers every attack shares to fill it: the Pearson correlation of one clip's
-predicted and true emotions, the per-clip perturbation norms and the SNR of DESIGN.md §7.
+predicted and true emotions, the per-clip perturbation norms and the SNR of docs/paper.md §7.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class AttackResult:
     pred : torch.Tensor, float32, shape [B, 8]
         The adversarial prediction the paper logs and uses for ΔMAE. Paper attack in
         ``reference`` mode: the prediction of the *last* iteration's forward pass (quirk (b)
-        of DESIGN.md §7); otherwise equal to ``pred_of_x_adv``.
+        of docs/paper.md §7); otherwise equal to ``pred_of_x_adv``.
     pred_of_x_adv : torch.Tensor, float32, shape [B, 8]
         ``f(x_adv)``, the prediction for the returned example.
     iterations : torch.Tensor, int64, shape [B]
@@ -136,7 +136,7 @@ def perturbation_norms(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 def snr_db(
     x: torch.Tensor, x_adv: torch.Tensor, normalization: MagnitudeScale | None
 ) -> torch.Tensor:
-    """Signal-to-noise ratio of adversarial spectrograms in dB (DESIGN.md §7).
+    """Signal-to-noise ratio of adversarial spectrograms in dB (docs/paper.md §7).
 
     ``X = normalization.to_magnitude(x)``, ``X' = normalization.to_magnitude(x_adv)``
     (linear filterbank magnitudes); ``SNR = 10 · log10(ΣX² / Σ(X' − X)²)`` per clip,

@@ -2,7 +2,7 @@
 
 Reproduces madmom's ``LogarithmicFilteredSpectrogramProcessor`` (Böck et al., "madmom: a new
 Python audio and music signal processing library", ACM MM 2016) with the parameters of
-DESIGN.md §3: decode, mono, 22050 Hz, peak 1, exact zeros trimmed; 2048-sample Hann frames at
+docs/paper.md §3: decode, mono, 22050 Hz, peak 1, exact zeros trimmed; 2048-sample Hann frames at
 31.3 frames per second; 24 triangular bands per octave (20 Hz - 16 kHz) -> 149 bands;
 ``log10(1 + x)``.
 

@@ -1,4 +1,4 @@
-"""Audio decoding: mono, resampled, peak-normalised, silence-trimmed (DESIGN.md §3, step 1).
+"""Audio decoding: mono, resampled, peak-normalised, silence-trimmed (docs/paper.md §3, step 1).
 
 Mirrors what madmom (Böck et al., "madmom: a new Python audio and music signal processing
 library", ACM MM 2016) does before framing: ``Signal(..., num_channels=1, sample_rate=22050,
@@ -103,7 +103,7 @@ def load_audio(
     *,
     min_samples: int = 2048,
 ) -> np.ndarray:
-    """Decode an audio file to a mono, peak-normalised float64 signal (DESIGN.md §3).
+    """Decode an audio file to a mono, peak-normalised float64 signal (docs/paper.md §3).
 
     Steps: decode (any sample rate and channel count), down-mix to mono (mean of the
     channels), resample with soxr to ``sample_rate`` if needed, divide by the peak absolute

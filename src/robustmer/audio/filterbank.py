@@ -2,7 +2,7 @@
 
 The front end reproduces madmom's ``LogarithmicFilteredSpectrogramProcessor`` (Böck et al.,
 "madmom: a new Python audio and music signal processing library", ACM MM 2016) with the
-parameters of DESIGN.md §3: 22050 Hz, frames of 2048 samples at 31.3 frames per second,
+parameters of docs/paper.md §3: 22050 Hz, frames of 2048 samples at 31.3 frames per second,
 24 triangular bands per octave between 20 Hz and 16 kHz around 440 Hz -> 149 bands.
 
 This module deliberately imports only NumPy, so the configuration can be read and written
@@ -32,7 +32,7 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class FrontEndConfig:
-    """Parameters of the log-filtered spectrogram front end (DESIGN.md §3).
+    """Parameters of the log-filtered spectrogram front end (docs/paper.md §3).
 
     Attributes
     ----------
@@ -207,7 +207,7 @@ def _filterbank_cached(config: FrontEndConfig) -> np.ndarray:
 
 
 def log_filterbank(config: FrontEndConfig = FrontEndConfig()) -> np.ndarray:
-    """madmom's ``LogarithmicFilterbank`` as a dense matrix (Böck et al., 2016; DESIGN.md §3).
+    """madmom's ``LogarithmicFilterbank`` as a dense matrix (Böck et al., 2016; docs/paper.md §3).
 
     Construction: frequencies ``fref * 2**(k / bands_per_octave)`` within [fmin, fmax] are
     mapped to the nearest FFT bin; the unique bins, taken as consecutive (start, centre, stop)

@@ -1,4 +1,4 @@
-"""Differentiable log-filtered spectrogram, equal to madmom's front end (DESIGN.md §3).
+"""Differentiable log-filtered spectrogram, equal to madmom's front end (docs/paper.md §3).
 
 :class:`LogFilteredSpectrogram` reproduces madmom's ``LogarithmicFilteredSpectrogramProcessor``
 (Böck et al., "madmom: a new Python audio and music signal processing library", ACM MM 2016)
@@ -33,7 +33,7 @@ _INV_LN10 = 1.0 / math.log(10.0)
 
 
 class LogFilteredSpectrogram(torch.nn.Module):
-    """Waveform -> log-magnitude, log-frequency spectrogram (madmom; DESIGN.md §3).
+    """Waveform -> log-magnitude, log-frequency spectrogram (madmom; docs/paper.md §3).
 
     Parameters
     ----------
@@ -170,7 +170,7 @@ def spectrogram_from_file(
     *,
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
-    """Decode an audio file and compute its log-filtered spectrogram (DESIGN.md §3).
+    """Decode an audio file and compute its log-filtered spectrogram (docs/paper.md §3).
 
     Decoding follows :func:`robustmer.audio.decode.load_audio` (mono, resampled to
     ``config.sample_rate``, peak 1, exact zeros trimmed); the spectrogram is computed in

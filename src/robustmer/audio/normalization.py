@@ -1,9 +1,9 @@
-"""Global standardisation of log spectrograms and its inverse (DESIGN.md §3 and §7).
+"""Global standardisation of log spectrograms and its inverse (docs/paper.md §3 and §7).
 
 The models see ``(S - mean) / std`` with one global mean and standard deviation over all
 bins of the log spectrograms ``S = log10(1 + X)`` (madmom's front end; Böck et al., 2016).
 :meth:`Normalization.to_magnitude` undoes both steps and returns the linear magnitudes ``X``
-used for the SNR of an adversarial example (DESIGN.md §7).
+used for the SNR of an adversarial example (docs/paper.md §7).
 
 Works on NumPy arrays, Python floats and torch tensors alike, without importing torch.
 """
@@ -30,7 +30,7 @@ def _is_numpy_like(x: Any) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Normalization:
-    """One global mean and standard deviation of log spectrograms (DESIGN.md §3).
+    """One global mean and standard deviation of log spectrograms (docs/paper.md §3).
 
     Attributes
     ----------

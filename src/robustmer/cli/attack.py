@@ -1,4 +1,4 @@
-"""``robustmer attack``: attack a trained run's test clips (DESIGN.md §7)."""
+"""``robustmer attack``: attack a trained run's test clips (docs/paper.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``robustmer train``: train one system with one seed (DESIGN.md §6)."""
+"""``robustmer train``: train one system with one seed (docs/paper.md §6)."""
 
 from __future__ import annotations
 

@@ -3,11 +3,11 @@
 Public API
 ----------
 generate_synthetic
-    Write a synthetic data set in the real data sets' on-disk formats (DESIGN.md §2).
+    Write a synthetic data set in the real data sets' on-disk formats (docs/paper.md §2).
 read_ratings, read_midlevel, load_soundtracks
     Validated readers of Soundtracks Set 1 and the mid-level annotations.
 paper_split
-    The paper's train/validation/test split (DESIGN.md §4).
+    The paper's train/validation/test split (docs/paper.md §4).
 prepare
     Audio and annotations to a cache of normalised excerpts.
 load_cache, write_cache, Cache

@@ -1,4 +1,4 @@
-"""Readers for the two real data sets (DESIGN.md §2), with precise validation.
+"""Readers for the two real data sets (docs/paper.md §2), with precise validation.
 
 Soundtracks Set 1 (Eerola & Vuoskoski 2011): ``mean_ratings_set1.csv`` and clips
 ``001.mp3`` ... ``360.mp3``. Mid-level features (Aljanaki & Soleymani 2018):

@@ -1,4 +1,4 @@
-"""``robustmer prepare``: audio and annotations to a cache of model inputs (DESIGN.md §2-4).
+"""``robustmer prepare``: audio and annotations to a cache of model inputs (docs/paper.md §2-4).
 
 Pipeline per clip: decode -> front end (:func:`robustmer.audio.spectrogram_from_file`);
 then one global mean and standard deviation over the training split (project default) or
@@ -137,7 +137,7 @@ def prepare(
         Refuse excerpts longer than this multiple of a clip's spectrogram (4: an excerpt
         may repeat a short clip up to 4 times); ``None`` allows any length.
     frontend : robustmer.audio.FrontEndConfig, optional
-        Front-end parameters (DESIGN.md §3 by default).
+        Front-end parameters (docs/paper.md §3 by default).
     progress : bool
         Show a progress bar.
 

@@ -1,4 +1,4 @@
-"""The train/validation/test split of the paper (DESIGN.md §4)."""
+"""The train/validation/test split of the paper (docs/paper.md §4)."""
 
 from __future__ import annotations
 

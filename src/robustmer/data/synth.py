@@ -2,7 +2,7 @@
 
 Neither Soundtracks Set 1 (Eerola & Vuoskoski 2011) nor the mid-level feature data set
 (Aljanaki & Soleymani 2018) can be downloaded on the project's machines, so this module writes a
-stand-in *in exactly their on-disk formats* (DESIGN.md §2; Hoedt, Flexer & Widmer, SMC 2025,
+stand-in *in exactly their on-disk formats* (docs/paper.md §2; Hoedt, Flexer & Widmer, SMC 2025,
 arXiv 2508.03780, Sect. 3):
 
 * ``OUT/soundtracks/mean_ratings_set1.csv`` and ``OUT/soundtracks/Set1/NNN.mp3``;
@@ -974,7 +974,7 @@ def generate_synthetic(
     audio_format: str = "mp3",
     workers: int | None = None,
 ) -> dict[str, Any]:
-    """Write a synthetic Soundtracks Set 1 + mid-level data set (DESIGN.md §2).
+    """Write a synthetic Soundtracks Set 1 + mid-level data set (docs/paper.md §2).
 
     Layout: ``out/soundtracks/mean_ratings_set1.csv``, ``out/soundtracks/Set1/NNN.<ext>``,
     ``out/midlevel/metadata.csv``, ``out/midlevel/annotations.csv``; every file is written

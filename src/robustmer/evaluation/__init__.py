@@ -1,4 +1,4 @@
-"""Evaluation stage: attacking trained runs and logging per-clip results (DESIGN.md §7, §8).
+"""Evaluation stage: attacking trained runs and logging per-clip results (docs/paper.md §7, §8).
 
 - :func:`attack_run`: attack one run's split with any attack config, write
   ``RUN_DIR/attacks/<key>/clips.*`` and ``summary.json`` (:mod:`robustmer.records`).

@@ -1,4 +1,4 @@
-"""Attack one trained run and log the per-clip results (DESIGN.md §7, §8).
+"""Attack one trained run and log the per-clip results (docs/paper.md §7, §8).
 
 ``attack_run(RUN_DIR, config)`` loads the run's best checkpoint and its data cache, attacks
 every clip of a split in batches with the attack of ``config`` (any

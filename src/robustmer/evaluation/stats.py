@@ -1,4 +1,4 @@
-"""Paired significance tests on clip-level errors, their correction and their power (DESIGN.md §8).
+"""Paired significance tests on clip-level errors, their correction and power (docs/paper.md §8).
 
 The paper compares the clip-level MAE after attack of two systems with a paired t-test,
 pooling the test clips of all seeds (n = 10 seeds x 36 clips = 360 pairs), for A2E vs A2M2E

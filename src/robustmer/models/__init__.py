@@ -1,4 +1,4 @@
-"""MER models of the study (DESIGN.md §1, §5): A2E, A2B2E, A2M2E on a shared backbone,
+"""MER models of the study (docs/paper.md §1, §5): A2E, A2B2E, A2M2E on a shared backbone,
 and :class:`WaveformModel`, which feeds them audio."""
 
 from robustmer.models.checkpoint import load_model, read_metadata, save_model

@@ -1,4 +1,4 @@
-"""The MER models of the study: a VGG-style backbone and three heads (DESIGN.md §1, §5).
+"""The MER models of the study: a VGG-style backbone and three heads (docs/paper.md §1, §5).
 
 The backbone is the receptive-field-regularised CNN of Chowdhury et al. (ISMIR 2019), as
 used by Hoedt, Flexer & Widmer (SMC 2025): nine convolutions, each followed by
@@ -27,7 +27,7 @@ from torch import nn
 from robustmer.errors import RobustmerError
 
 N_BANDS: int = 149
-"""Frequency bands of the log-filtered spectrogram the models see (DESIGN.md §3)."""
+"""Frequency bands of the log-filtered spectrogram the models see (docs/paper.md §3)."""
 
 N_EMOTIONS: int = 8
 """Emotion outputs (valence, energy, tension, anger, fear, happy, sad, tender)."""
@@ -41,7 +41,7 @@ MIN_FRAMES: int = 16
 
 @dataclass(frozen=True)
 class ConvSpec:
-    """One row of the backbone table (DESIGN.md §5).
+    """One row of the backbone table (docs/paper.md §5).
 
     Attributes
     ----------
@@ -76,7 +76,7 @@ BACKBONE: tuple[ConvSpec, ...] = (
     ConvSpec("7b", 384, 512, 3, 1, 1),
     ConvSpec("11", 512, 256, 1, 1, 0),
 )
-"""The backbone of Chowdhury et al. (2019), DESIGN.md §5, in registration order."""
+"""The backbone of Chowdhury et al. (2019), docs/paper.md §5, in registration order."""
 
 DROPOUT: float = 0.3
 """``Dropout2d`` probability after the two max-pool stages."""
@@ -172,7 +172,7 @@ class MEROutput(NamedTuple):
 
 
 class MERModel(nn.Module):
-    """Backbone + head of one of the study's architectures (DESIGN.md §1, §5).
+    """Backbone + head of one of the study's architectures (docs/paper.md §1, §5).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""The study report (DESIGN.md §8): Table 1, Figures 3 and 4, paired tests, cost, provenance.
+"""The study report (docs/paper.md §8): Table 1, Figures 3 and 4, paired tests, cost, provenance.
 
 ``build_report(study_dir)`` reads every finished run of ``STUDY/runs/`` and writes
 ``STUDY/report/`` (report.md, a self-contained report.html, figures, summary.json and tidy

@@ -1,4 +1,4 @@
-"""Build the study report (DESIGN.md §8) from the finished runs.
+"""Build the study report (docs/paper.md §8) from the finished runs.
 
 Reads the study through :func:`robustmer.report.load.load_study` (``study.json``, every
 finished run's ``config.json`` and ``final.json``, and the selected attack's results in
@@ -372,7 +372,7 @@ def build_report(
     out: str | os.PathLike[str] | None = None,
     include_mismatched: bool = False,
 ) -> Path:
-    """Write ``STUDY/report/`` for a study (DESIGN.md §8), replacing it atomically.
+    """Write ``STUDY/report/`` for a study (docs/paper.md §8), replacing it atomically.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Figures 3 and 4 of the paper for a study (DESIGN.md §8), drawn with matplotlib.
+"""Figures 3 and 4 of the paper for a study (docs/paper.md §8), drawn with matplotlib.
 
 Figures are built on :class:`matplotlib.figure.Figure` objects with the Agg canvas, without
 ``pyplot``, so nothing global (backend, open figures) changes; matplotlib is imported inside the

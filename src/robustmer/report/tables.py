@@ -1,4 +1,4 @@
-"""Pure table functions of the study report (DESIGN.md §8: Table 1, Figure 3, t-tests, cost).
+"""Pure table functions of the study report (docs/paper.md §8: Table 1, Figure 3, t-tests, cost).
 
 Every function takes tidy pandas DataFrames and returns a new one; nothing here reads or
 writes files, so each can be tested on hand-made numbers.
@@ -98,7 +98,7 @@ PAPER_TABLE1: dict[str, dict[str, float]] = {
     },
 }
 """The paper's Table 1 (mean ± std over 10 seeds, test set, rating/10 scale) and the
-approximate Figure 3 medians of ΔMAE (DESIGN.md §8)."""
+approximate Figure 3 medians of ΔMAE (docs/paper.md §8)."""
 
 PAPER_ORIGINAL: dict[str, float] = {"A2E (orig.)": 0.76, "A2M2E (orig.)": 0.75}
 """Average correlation of the published models of Chowdhury et al. (paper's Table 1)."""
@@ -158,7 +158,7 @@ def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 def delta_mae_table(clips: pd.DataFrame) -> pd.DataFrame:
     """ΔMAE and the other attack outcomes per model (one row per system and seed).
 
-    ΔMAE = MAE(adversarial) - MAE(clean) over the model's attacked clips (DESIGN.md §8). The
+    ΔMAE = MAE(adversarial) - MAE(clean) over the model's attacked clips (docs/paper.md §8). The
     per-clip ``mae_clean``/``mae_adv`` are means over the 8 emotions, so their mean over
     clips is the MAE over clips and emotions.
 

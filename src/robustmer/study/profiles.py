@@ -1,4 +1,4 @@
-"""Study profiles: what one ``robustmer study`` runs (DESIGN.md §1, §6, §7).
+"""Study profiles: what one ``robustmer study`` runs (docs/paper.md §1, §6, §7).
 
 ``paper`` is the study as published: 360 clips (real data), 313-frame excerpts, the full
 backbone, 199 epochs with patience 50, the 5 systems x 10 seeds and the 1000-iteration paper

@@ -1,4 +1,4 @@
-"""Training stage (DESIGN.md §1, §6): the five systems, their configuration and training."""
+"""Training stage (docs/paper.md §1, §6): the five systems, their configuration and training."""
 
 from robustmer.training.config import (
     MONITORS,

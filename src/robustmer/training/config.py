@@ -1,4 +1,4 @@
-"""Systems, training configuration, profiles and devices (DESIGN.md §1, §6)."""
+"""Systems, training configuration, profiles and devices (docs/paper.md §1, §6)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SystemSpec:
-    """One of the study's five systems (DESIGN.md §1 table).
+    """One of the study's five systems (docs/paper.md §1 table).
 
     Attributes
     ----------
@@ -98,7 +98,7 @@ correlation scale.)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training configuration; the defaults are the paper's (DESIGN.md §6).
+    """Training configuration; the defaults are the paper's (docs/paper.md §6).
 
     Attributes
     ----------
@@ -127,7 +127,7 @@ class TrainConfig:
     adv_attack : AttackConfig
         The attack of adversarial training, any registered attack's settings
         (:func:`robustmer.attacks.attack_config`); default the paper attack with 50
-        iterations and Adam learning rate 0.002 (DESIGN.md §6).
+        iterations and Adam learning rate 0.002 (docs/paper.md §6).
     width : float
         Channel multiplier of the model (1.0 = the paper's model).
     eval_batch_size : int

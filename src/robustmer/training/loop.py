@@ -1,4 +1,4 @@
-"""Training of one system with one seed: resumable, deterministic on CPU (DESIGN.md §6).
+"""Training of one system with one seed: resumable, deterministic on CPU (docs/paper.md §6).
 
 Run directory (every file written atomically)::
 
@@ -393,7 +393,7 @@ def adversarial_step(
     *,
     config: TrainConfig,
 ) -> tuple[torch.Tensor, AttackResult]:
-    """The extra step of adversarial training (DESIGN.md §6) on one batch.
+    """The extra step of adversarial training (docs/paper.md §6) on one batch.
 
     The model, in eval mode, attacks the batch with the attack of ``config.adv_attack``
     (built through the registry :func:`robustmer.attacks.build_attack`, so any registered
@@ -842,7 +842,7 @@ def train(
     progress: bool = True,
     on_epoch_end: EpochHook | None = None,
 ) -> dict[str, Any]:
-    """Train one system with one seed; resumable (DESIGN.md §6).
+    """Train one system with one seed; resumable (docs/paper.md §6).
 
     Parameters
     ----------
