@@ -18,6 +18,7 @@ input is and what the perturbation must respect:
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import ClassVar
 
@@ -31,19 +32,19 @@ __all__ = ["DOMAINS", "Domain", "SpectrogramDomain", "WaveformDomain", "make_dom
 
 
 @dataclasses.dataclass(frozen=True)
-class Domain:
+class Domain(abc.ABC):
     """Base class of the attack domains (see the module docstring)."""
 
     name: ClassVar[str] = "domain"
 
     @classmethod
+    @abc.abstractmethod
     def build(cls, snr_db: float | None) -> Domain:
         """The domain with an SNR budget ``snr_db`` [dB] (None: none)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def check(self, x: torch.Tensor) -> None:
         """Raise :class:`RobustmerError` unless ``x`` is an input of this domain."""
-        raise NotImplementedError
 
     def constrain(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """The domain's budget applied to ``δ`` (after the attack's own projection)."""
@@ -57,11 +58,11 @@ class Domain:
         """The perturbation :meth:`adversarial` actually applies (for its norms)."""
         return delta
 
+    @abc.abstractmethod
     def snr_db(
         self, x: torch.Tensor, x_adv: torch.Tensor, normalization: MagnitudeScale | None
     ) -> torch.Tensor:
         """Per-clip SNR [dB] of ``x_adv`` against ``x``, float64 ``[B]`` on the CPU."""
-        raise NotImplementedError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,7 @@ negated distance), so one ascent loop serves all goals.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from collections.abc import Callable
@@ -66,16 +67,16 @@ def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).pow(2).mean(dim=1)  # [B]
 
 
-class Goal:
+class Goal(abc.ABC):
     """Base class: :meth:`bind` turns a batch's clean outputs into its :data:`Objective`."""
 
     kind: ClassVar[str] = "goal"
 
+    @abc.abstractmethod
     def bind(
         self, pred_clean: torch.Tensor, mid_clean: torch.Tensor | None, y: torch.Tensor
     ) -> Objective:
         """The batch's objective, from its clean prediction ``[B, 8]``, mid-level and labels."""
-        raise NotImplementedError
 
     @property
     def targeted(self) -> bool:
