@@ -25,11 +25,8 @@ from robustmer.attacks import (
     ATTACKS,
     Attack,
     AttackConfig,
-    AttackResult,
     PaperConfig,
     model_outputs,
-    perturbation_norms,
-    snr_db,
 )
 from robustmer.attacks.config import check_positive
 from robustmer.names import EMOTIONS
@@ -70,23 +67,10 @@ class SignStep(Attack):
         with torch.no_grad():
             clean, mid_clean = model_outputs(self.model(x))
             adv, mid_adv = model_outputs(self.model(x_adv))
-        b = len(x)
-        l2, linf = perturbation_norms(delta)
-        return AttackResult(
-            x_adv=x_adv.detach().cpu(),
-            pred_clean=clean.cpu(),
-            pred=adv.cpu(),
-            pred_of_x_adv=adv.cpu(),
-            iterations=torch.ones(b, dtype=torch.int64),
-            converged=torch.zeros(b, dtype=torch.bool),
-            threshold=torch.full((b,), math.nan, dtype=torch.float64),
-            l2=l2,
-            linf=linf,
-            snr_db=snr_db(x, x_adv, self.normalization),
-            midlevel_clean=None if mid_clean is None else mid_clean.cpu(),
-            midlevel_adv=None if mid_adv is None else mid_adv.cpu(),
-            model_passes=3 * b,
-            seconds=time.perf_counter() - start,
+        return self.result(
+            x, delta, x_adv, start=start,
+            pred_clean=clean, midlevel_clean=mid_clean, pred=adv, midlevel_adv=mid_adv,
+            iterations=1, model_passes=3 * len(x),
         )
 
 
