@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import write_tiny_dataset
+from conftest import prepare_tiny_cache, tiny_profile
 
 from robustmer.attacks import (
     ATTACKS,
@@ -98,22 +98,13 @@ def _expected_mae_adv(run_dir: Path, epsilon: float) -> np.ndarray:
 
 
 def test_one_file_attack_runs_through_attack_study_and_report(tmp_path, monkeypatch):
-    from robustmer.data import prepare
-    from robustmer.study import StudyProfile, run_study
+    from robustmer.study import run_study
 
     monkeypatch.setitem(ATTACKS, "signstep", SignStep)  # the registry line
 
-    st, mid = write_tiny_dataset(tmp_path / "raw", n=30, seconds=1.2)
-    cache = prepare(st, mid, tmp_path / "cache", frames=16, progress=False)
-    profile = StudyProfile(
-        name="tiny",
-        clips=30,
-        seconds=1.2,
-        frames=16,
-        systems=("A2M2E",),
-        seeds=(6,),
-        train={"max_epochs": 2, "patience": 2, "width": 0.0625},
-        attacks=(PaperConfig(steps=3), SignStepConfig(epsilon=0.05)),
+    cache = prepare_tiny_cache(tmp_path)
+    profile = tiny_profile(
+        systems=("A2M2E",), attacks=(PaperConfig(steps=3), SignStepConfig(epsilon=0.05))
     )
     study = tmp_path / "study"
     default_report = run_study(
