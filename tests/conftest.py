@@ -103,3 +103,20 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} is absent (the project's shared fixtures live beside the repo)")
     return SHARED
+
+
+@pytest.fixture(scope="module")
+def audio_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run trained on tone audio (``audio_helpers.train_audio_run``), per module; a
+    module that wants another one overrides this fixture."""
+    from audio_helpers import train_audio_run
+
+    return train_audio_run(tmp_path_factory.mktemp("audio-run"))
+
+
+@pytest.fixture(scope="module")
+def audio_run(audio_run_dir: Path):
+    """:func:`robustmer.training.load_run` of :func:`audio_run_dir`."""
+    from robustmer.training import load_run
+
+    return load_run(audio_run_dir)
