@@ -41,7 +41,7 @@ from torch import nn
 from robustmer.attacks.base import Attack, ProgressCallback, model_outputs, report_progress
 from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
 from robustmer.attacks.noise import mse_per_clip, random_in_ball
-from robustmer.attacks.pgd import NORMS
+from robustmer.attacks.pgd import NORMS, check_ball
 from robustmer.attacks.result import AttackResult, clip_pearson
 from robustmer.errors import RobustmerError
 
@@ -107,11 +107,8 @@ class APGDConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_choice(self, "norm", self.norm, NORMS)
-        check_positive(self, "epsilon", self.epsilon)
+        check_ball(self)
         check_int(self, "steps", self.steps, minimum=1)
-        check_int(self, "restarts", self.restarts, minimum=1)
-        check_int(self, "seed", self.seed, minimum=0)
         check_choice(self, "loss", self.loss, LOSSES)
         if self.target is not None:
             raise RobustmerError(

@@ -22,8 +22,8 @@ from typing import ClassVar
 import torch
 
 from robustmer.attacks.base import Attack, ProgressCallback, model_outputs, report_progress
-from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
-from robustmer.attacks.pgd import NORMS
+from robustmer.attacks.config import AttackConfig
+from robustmer.attacks.pgd import NORMS, check_ball
 from robustmer.attacks.result import AttackResult, clip_pearson
 from robustmer.errors import RobustmerError
 
@@ -55,10 +55,7 @@ class NoiseConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_choice(self, "norm", self.norm, NORMS)
-        check_positive(self, "epsilon", self.epsilon)
-        check_int(self, "restarts", self.restarts, minimum=1)
-        check_int(self, "seed", self.seed, minimum=0)
+        check_ball(self)
         if self.target is not None:
             raise RobustmerError(f"attack 'noise' target {self.target!r}: expected no target")
 

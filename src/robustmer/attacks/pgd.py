@@ -27,7 +27,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -42,7 +42,7 @@ from robustmer.attacks.config import AttackConfig, check_choice, check_int, chec
 from robustmer.attacks.result import AttackResult, clip_pearson
 from robustmer.errors import RobustmerError
 
-__all__ = ["NORMS", "PGD", "PGDConfig", "PGDNorm"]
+__all__ = ["NORMS", "PGD", "PGDConfig", "PGDNorm", "check_ball"]
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:
@@ -109,6 +109,17 @@ NORMS: dict[str, PGDNorm] = {
 """Registry of PGD threat models."""
 
 
+def check_ball(config: Any) -> None:
+    """Check the settings every ε-ball attack shares: ``norm``, ``epsilon``, ``restarts``, ``seed``.
+
+    Raises :class:`RobustmerError` (via the ``check_*`` helpers) naming the attack and field.
+    """
+    check_choice(config, "norm", config.norm, NORMS)
+    check_positive(config, "epsilon", config.epsilon)
+    check_int(config, "restarts", config.restarts, minimum=1)
+    check_int(config, "seed", config.seed, minimum=0)
+
+
 @dataclasses.dataclass(frozen=True)
 class PGDConfig(AttackConfig):
     """Settings of PGD.
@@ -143,12 +154,9 @@ class PGDConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_choice(self, "norm", self.norm, NORMS)
-        check_positive(self, "epsilon", self.epsilon)
+        check_ball(self)
         check_int(self, "steps", self.steps, minimum=1)
         check_positive(self, "step_size", self.step_size, optional=True)
-        check_int(self, "restarts", self.restarts, minimum=1)
-        check_int(self, "seed", self.seed, minimum=0)
         if not isinstance(self.random_start, bool):
             raise RobustmerError(
                 f"attack 'pgd' random_start {self.random_start!r}: invalid; expected true or "
