@@ -58,8 +58,65 @@ def tiny_dataset(tmp_path: Path) -> tuple[Path, Path]:
     return write_tiny_dataset(tmp_path / "raw")
 
 
+TINY_CLIPS, TINY_SECONDS, TINY_FRAMES = 30, 1.2, 16
+"""The tiny study's data: clips, their length in seconds, frames per cached excerpt."""
+
+
+def prepare_tiny_cache(root: Path) -> Path:
+    """The tiny study's tone clips under ``root / "raw"``, prepared into ``root / "cache"``."""
+    from robustmer.data import prepare
+
+    st, mid = write_tiny_dataset(root / "raw", n=TINY_CLIPS, seconds=TINY_SECONDS)
+    return prepare(st, mid, root / "cache", frames=TINY_FRAMES, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One :func:`prepare_tiny_cache` per test module."""
+    return prepare_tiny_cache(tmp_path_factory.mktemp("tiny-data"))
+
+
+def tiny_profile(**fields):
+    """A :class:`robustmer.study.StudyProfile` for the tiny cache, with ``fields`` changed.
+
+    Defaults: systems A2E and A2M2E, seed 6, at most 2 epochs of width-1/16 models, the
+    paper attack with 3 steps.
+    """
+    from robustmer.attacks import PaperConfig
+    from robustmer.study import StudyProfile
+
+    settings = {
+        "name": "tiny",
+        "clips": TINY_CLIPS,
+        "seconds": TINY_SECONDS,
+        "frames": TINY_FRAMES,
+        "systems": ("A2E", "A2M2E"),
+        "seeds": (6,),
+        "train": {"max_epochs": 2, "patience": 2, "width": 0.0625},
+        "attacks": (PaperConfig(steps=3),),
+    }
+    return StudyProfile(**{**settings, **fields})
+
+
 @pytest.fixture
 def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} is absent (the project's shared fixtures live beside the repo)")
     return SHARED
+
+
+@pytest.fixture(scope="module")
+def audio_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run trained on tone audio (``audio_helpers.train_audio_run``), per module; a
+    module that wants another one overrides this fixture."""
+    from audio_helpers import train_audio_run
+
+    return train_audio_run(tmp_path_factory.mktemp("audio-run"))
+
+
+@pytest.fixture(scope="module")
+def audio_run(audio_run_dir: Path):
+    """:func:`robustmer.training.load_run` of :func:`audio_run_dir`."""
+    from robustmer.training import load_run
+
+    return load_run(audio_run_dir)

@@ -19,17 +19,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import write_tiny_dataset
+from conftest import prepare_tiny_cache, tiny_profile
 
 from robustmer.attacks import (
     ATTACKS,
     Attack,
     AttackConfig,
-    AttackResult,
     PaperConfig,
     model_outputs,
-    perturbation_norms,
-    snr_db,
 )
 from robustmer.attacks.config import check_positive
 from robustmer.names import EMOTIONS
@@ -70,23 +67,10 @@ class SignStep(Attack):
         with torch.no_grad():
             clean, mid_clean = model_outputs(self.model(x))
             adv, mid_adv = model_outputs(self.model(x_adv))
-        b = len(x)
-        l2, linf = perturbation_norms(delta)
-        return AttackResult(
-            x_adv=x_adv.detach().cpu(),
-            pred_clean=clean.cpu(),
-            pred=adv.cpu(),
-            pred_of_x_adv=adv.cpu(),
-            iterations=torch.ones(b, dtype=torch.int64),
-            converged=torch.zeros(b, dtype=torch.bool),
-            threshold=torch.full((b,), math.nan, dtype=torch.float64),
-            l2=l2,
-            linf=linf,
-            snr_db=snr_db(x, x_adv, self.normalization),
-            midlevel_clean=None if mid_clean is None else mid_clean.cpu(),
-            midlevel_adv=None if mid_adv is None else mid_adv.cpu(),
-            model_passes=3 * b,
-            seconds=time.perf_counter() - start,
+        return self.result(
+            x, delta, x_adv, start=start,
+            pred_clean=clean, midlevel_clean=mid_clean, pred=adv, midlevel_adv=mid_adv,
+            iterations=1, model_passes=3 * len(x),
         )
 
 
@@ -114,22 +98,13 @@ def _expected_mae_adv(run_dir: Path, epsilon: float) -> np.ndarray:
 
 
 def test_one_file_attack_runs_through_attack_study_and_report(tmp_path, monkeypatch):
-    from robustmer.data import prepare
-    from robustmer.study import StudyProfile, run_study
+    from robustmer.study import run_study
 
     monkeypatch.setitem(ATTACKS, "signstep", SignStep)  # the registry line
 
-    st, mid = write_tiny_dataset(tmp_path / "raw", n=30, seconds=1.2)
-    cache = prepare(st, mid, tmp_path / "cache", frames=16, progress=False)
-    profile = StudyProfile(
-        name="tiny",
-        clips=30,
-        seconds=1.2,
-        frames=16,
-        systems=("A2M2E",),
-        seeds=(6,),
-        train={"max_epochs": 2, "patience": 2, "width": 0.0625},
-        attacks=(PaperConfig(steps=3), SignStepConfig(epsilon=0.05)),
+    cache = prepare_tiny_cache(tmp_path)
+    profile = tiny_profile(
+        systems=("A2M2E",), attacks=(PaperConfig(steps=3), SignStepConfig(epsilon=0.05))
     )
     study = tmp_path / "study"
     default_report = run_study(

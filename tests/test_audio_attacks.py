@@ -32,15 +32,9 @@ WAVEFORM_SETTINGS: dict[str, dict[str, object]] = {
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def audio_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The conftest fixture's run, trained 2 epochs."""
     return train_audio_run(tmp_path_factory.mktemp("audio_attacks"), epochs=2)
-
-
-@pytest.fixture(scope="module")
-def run(run_dir: Path):
-    from robustmer.training import load_run
-
-    return load_run(run_dir)
 
 
 def _batch(run, n: int = 4) -> tuple[WaveformModel, torch.Tensor, torch.Tensor]:
@@ -52,9 +46,9 @@ def _batch(run, n: int = 4) -> tuple[WaveformModel, torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
-def test_every_attack_runs_in_the_waveform_domain(run, name: str) -> None:
+def test_every_attack_runs_in_the_waveform_domain(audio_run, name: str) -> None:
     assert set(WAVEFORM_SETTINGS) == set(ATTACKS), "list every registered attack above"
-    model, x, y = _batch(run)
+    model, x, y = _batch(audio_run)
     config = attack_config(name, domain="waveform", snr_db=30.0, **WAVEFORM_SETTINGS[name])
     result = build_attack(config, model)(x, y)
     assert result.x_adv.shape == x.shape
@@ -68,8 +62,8 @@ def test_every_attack_runs_in_the_waveform_domain(run, name: str) -> None:
     assert float((result.pred_of_x_adv - result.pred_clean).abs().max()) > 1e-4
 
 
-def test_snr_projection_binds_exactly(run) -> None:
-    model, x, y = _batch(run)
+def test_snr_projection_binds_exactly(audio_run) -> None:
+    model, x, y = _batch(audio_run)
     x = 0.5 * x  # half scale: clipping to [-1, 1] never binds, the SNR ball alone does
     config = attack_config(
         "pgd", norm="l2", epsilon=100.0, steps=4, domain="waveform", snr_db=30.0
@@ -81,8 +75,8 @@ def test_snr_projection_binds_exactly(run) -> None:
     np.testing.assert_allclose(result.l2.double() ** 2, energy * 1e-3, rtol=5e-3)
 
 
-def test_amplitude_budget_and_full_scale(run) -> None:
-    model, x, y = _batch(run)
+def test_amplitude_budget_and_full_scale(audio_run) -> None:
+    model, x, y = _batch(audio_run)
     config = attack_config("pgd", epsilon=0.004, steps=5, domain="waveform")
     result = build_attack(config, model)(x, y)
     assert float(result.linf.max()) <= 0.004 + 1e-7
@@ -90,8 +84,8 @@ def test_amplitude_budget_and_full_scale(run) -> None:
     assert float(x.abs().max()) == 1.0  # decoded audio is peak-normalised: clipping binds
 
 
-def test_silence_with_a_short_tone_is_nan_safe(run) -> None:
-    model = WaveformModel.from_run(run)
+def test_silence_with_a_short_tone_is_nan_safe(audio_run) -> None:
+    model = WaveformModel.from_run(audio_run)
     x = torch.zeros(2, model.samples)
     n = torch.arange(600)
     x[0, 5000:5600] = 0.8 * torch.sin(2 * math.pi * 440 * n / 22050)  # a short tone
@@ -140,14 +134,14 @@ def test_targeted_attack_reaches_the_target_on_a_linear_model() -> None:
         attack_config("paper", target="sad")
 
 
-def test_concept_target_spec_in_standard_deviations(run) -> None:
+def test_concept_target_spec_in_standard_deviations(audio_run) -> None:
     from robustmer.evaluation.concepts import concept_shift_target, concept_std
 
-    target = concept_shift_target(run, {"dissonance": 2.0, "minorness": -1.0})
-    std = concept_std(run) * 10  # rating points
+    target = concept_shift_target(audio_run, {"dissonance": 2.0, "minorness": -1.0})
+    std = concept_std(audio_run) * 10  # rating points
     assert target == f"dissonance={2 * std[4]:+.6g},minorness={-std[6]:+.6g}"
     with pytest.raises(RobustmerError, match="unknown"):
-        concept_shift_target(run, {"loudness": 1.0})
+        concept_shift_target(audio_run, {"loudness": 1.0})
 
 
 def test_concept_target_reached_on_a_bottleneck_model() -> None:
@@ -184,9 +178,9 @@ def _cli(args: list[str]) -> int:
     return int(info.value.code or 0)
 
 
-def test_cli_waveform_attack_saves_audio(run_dir: Path, tmp_path: Path, capsys) -> None:
+def test_cli_waveform_attack_saves_audio(audio_run_dir: Path, tmp_path: Path, capsys) -> None:
     listen = tmp_path / "listen"
-    args = ["attack", "--run", str(run_dir), "--attack", "pgd", "--set", "epsilon=0.02"]
+    args = ["attack", "--run", str(audio_run_dir), "--attack", "pgd", "--set", "epsilon=0.02"]
     args += ["--set", "steps=4", "--domain", "waveform", "--snr-db", "30"]
     args += ["--save-audio", str(listen), "--split", "train", "--device", "cpu"]
     assert _cli(args) == 0
@@ -195,7 +189,7 @@ def test_cli_waveform_attack_saves_audio(run_dir: Path, tmp_path: Path, capsys) 
     sidecars = sorted(listen.glob("*.json"))
     from robustmer.training import load_run
 
-    run = load_run(run_dir)
+    run = load_run(audio_run_dir)
     assert [int(p.stem) for p in sidecars] == sorted(run.cache.split["train"])
     record = json.loads(sidecars[0].read_text())
     assert record["attack"]["domain"] == "waveform" and record["attack"]["snr_db"] == 30.0
@@ -204,7 +198,7 @@ def test_cli_waveform_attack_saves_audio(run_dir: Path, tmp_path: Path, capsys) 
     assert rate == 22050 and np.abs(adv).max() <= 1.0
     snr = 10 * np.log10((clean**2).sum() / ((adv - clean) ** 2).sum())
     assert snr == pytest.approx(record["snr_db"], abs=0.01) and snr >= 30 - 0.01
-    (attack_dir,) = (run_dir / "attacks").glob("pgd-*")
+    (attack_dir,) = (audio_run_dir / "attacks").glob("pgd-*")
     clips = pd.read_parquet(next(attack_dir.rglob("clips.parquet")))
     row = clips[clips.clip_id == int(sidecars[0].stem)]
     assert row.snr_db.item() == pytest.approx(record["snr_db"])
@@ -213,6 +207,6 @@ def test_cli_waveform_attack_saves_audio(run_dir: Path, tmp_path: Path, capsys) 
     )
     assert len(record["midlevel"]["adv"]) == 7
     # listening files need the waveform domain
-    bad = ["attack", "--run", str(run_dir), "--attack", "pgd", "--set", "epsilon=0.1"]
+    bad = ["attack", "--run", str(audio_run_dir), "--attack", "pgd", "--set", "epsilon=0.1"]
     assert _cli([*bad, "--save-audio", str(tmp_path / "x"), "--device", "cpu"]) == 2
     assert "waveform domain" in capsys.readouterr().err

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from audio_helpers import train_audio_run
 
 from robustmer.errors import RobustmerError
 from robustmer.evaluation.concepts import (
@@ -26,18 +25,6 @@ from robustmer.models import build_model
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_audio_run(tmp_path_factory.mktemp("concepts"))
-
-
-@pytest.fixture(scope="module")
-def run(run_dir: Path):
-    from robustmer.training import load_run
-
-    return load_run(run_dir)
-
-
 def _perturbed(run) -> tuple[list[int], torch.Tensor, torch.Tensor]:
     """The training clips and the model's outputs for them clean and with added noise."""
     x, _, _, ids = run.cache.arrays("train")
@@ -46,9 +33,9 @@ def _perturbed(run) -> tuple[list[int], torch.Tensor, torch.Tensor]:
         return ids, run.model(x), run.model(x + noise)
 
 
-def test_contributions_sum_to_the_emotion_change(run) -> None:
-    ids, clean, adv = _perturbed(run)
-    weight = head_weight(run.model)
+def test_contributions_sum_to_the_emotion_change(audio_run) -> None:
+    ids, clean, adv = _perturbed(audio_run)
+    weight = head_weight(audio_run.model)
     contrib = concept_contributions(clean.midlevel.numpy(), adv.midlevel.numpy(), weight)
     change = (adv.emotions - clean.emotions).double().numpy()  # [n, 8], the model's own outputs
     assert contrib.shape == (len(ids), 8, 7)
@@ -56,10 +43,10 @@ def test_contributions_sum_to_the_emotion_change(run) -> None:
     np.testing.assert_allclose(contrib.sum(axis=2), change, atol=2e-6)
 
 
-def test_table_numbers_by_hand(run) -> None:
-    ids, clean, adv = _perturbed(run)
-    weight, std = head_weight(run.model), concept_std(run)
-    train_mid = run.cache.midlevel[run.cache.rows("train")].astype(np.float64)
+def test_table_numbers_by_hand(audio_run) -> None:
+    ids, clean, adv = _perturbed(audio_run)
+    weight, std = head_weight(audio_run.model), concept_std(audio_run)
+    train_mid = audio_run.cache.midlevel[audio_run.cache.rows("train")].astype(np.float64)
     np.testing.assert_allclose(std, np.std(train_mid, axis=0, ddof=1))
     mc, ma = clean.midlevel.double().numpy(), adv.midlevel.double().numpy()
     table = concept_table(np.array(ids), mc, ma, weight, std, MIDLEVEL_FEATURES)
@@ -87,27 +74,27 @@ def test_table_numbers_by_hand(run) -> None:
     assert got.concept_change_std.item() == pytest.approx(mine.concept_change_std.mean())
 
 
-def test_run_concepts_reads_an_attack_table(run, run_dir: Path, tmp_path: Path) -> None:
-    ids, clean, adv = _perturbed(run)
+def test_run_concepts_reads_an_attack_table(audio_run, audio_run_dir: Path, tmp_path: Path) -> None:
+    ids, clean, adv = _perturbed(audio_run)
     clips = {"clip_id": ids}
     for prefix, out in (("clean_mid", clean), ("adv_mid", adv)):
         for j, feature in enumerate(MIDLEVEL_FEATURES):
             clips[f"{prefix}_{feature}"] = out.midlevel[:, j].double().numpy()
     pd.DataFrame(clips).to_parquet(tmp_path / "clips.parquet")
-    table = run_concepts(run_dir, tmp_path / "clips.parquet")
+    table = run_concepts(audio_run_dir, tmp_path / "clips.parquet")
     direct = concept_table(
         np.array(ids),
         clean.midlevel.double().numpy(),
         adv.midlevel.double().numpy(),
-        head_weight(run.model),
-        concept_std(run),
+        head_weight(audio_run.model),
+        concept_std(audio_run),
         MIDLEVEL_FEATURES,
     )
     pd.testing.assert_frame_equal(table, direct)
     png = concept_figure(concept_summary(table), tmp_path / "concepts.png", title="noise")
     assert png.stat().st_size > 5000 and png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(RobustmerError, match="bottleneck"):
-        run_concepts(run_dir, pd.DataFrame({"clip_id": ids}))
+        run_concepts(audio_run_dir, pd.DataFrame({"clip_id": ids}))
 
 
 def test_black_box_has_no_concepts() -> None:

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import write_tiny_dataset
+from conftest import tiny_profile
 
 from robustmer.attacks import PaperConfig
 from robustmer.cli import main
-from robustmer.data import prepare
 from robustmer.errors import RobustmerError
-from robustmer.study import StudyProfile, run_study
 from robustmer.study import run as study_run
+from robustmer.study import run_study
 from robustmer.study.executors import (
     EXECUTORS,
     ExecutorOptions,
@@ -33,16 +32,7 @@ from robustmer.study.executors import (
 )
 
 TABLES = ("table1", "delta_mae", "clips", "tests")
-TINY = StudyProfile(
-    name="tiny",
-    clips=30,
-    seconds=2.0,
-    frames=16,
-    systems=("A2E", "A2M2E"),
-    seeds=(6,),
-    train={"max_epochs": 2, "patience": 2, "width": 0.0625},
-    attacks=(PaperConfig(steps=6),),
-)
+TINY = tiny_profile(seconds=2.0, attacks=(PaperConfig(steps=6),))
 
 
 def _echo(value: int) -> dict[str, int]:
@@ -168,13 +158,6 @@ def ray_instance():
     yield ray
     ray.shutdown()
     cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-
-
-@pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("executor-data")
-    st, mid = write_tiny_dataset(root / "raw", n=30, seconds=1.2)
-    return prepare(st, mid, root / "cache", frames=16, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -63,13 +63,6 @@ def read_only_dir(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("faults-data")
-    st, mid = write_tiny_dataset(root / "raw", n=30, seconds=1.2)
-    return prepare(st, mid, root / "cache", frames=16, progress=False)
-
-
-@pytest.fixture(scope="module")
 def tiny_run(tiny_cache, tmp_path_factory) -> Path:
     from robustmer.training import make_config, train
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import write_tiny_dataset
+from conftest import prepare_tiny_cache, tiny_profile
 from test_report import ATTACK, make_study
 
 from robustmer.attacks import PaperConfig, PGDConfig
@@ -111,22 +111,11 @@ def test_per_clip_reader_checks_the_columns(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     """A tiny real study: A2E and A2M2E, seed 6, the paper attack with 3 steps."""
-    from robustmer.data import prepare
-    from robustmer.study import StudyProfile, run_study
+    from robustmer.study import run_study
 
     root = tmp_path_factory.mktemp("records")
-    st, mid = write_tiny_dataset(root / "raw", n=30, seconds=1.2)
-    cache = prepare(st, mid, root / "cache", frames=16, progress=False)
-    profile = StudyProfile(
-        name="tiny",
-        clips=30,
-        seconds=1.2,
-        frames=16,
-        systems=("A2E", "A2M2E"),
-        seeds=(6,),
-        train=TRAIN,
-        attacks=(STUDY_ATTACK,),
-    )
+    cache = prepare_tiny_cache(root)
+    profile = tiny_profile(train=TRAIN, attacks=(STUDY_ATTACK,))
     run_study(root / "study", data=cache, profile=profile, device="cpu", jobs=1, progress=False)
     return root / "study"
 

@@ -9,21 +9,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_tiny_dataset
+from conftest import TINY_CLIPS, TINY_SECONDS, tiny_profile, write_tiny_dataset
 
 from robustmer.attacks import PaperAttack, PaperConfig
 from robustmer.cli import main
-from robustmer.data import prepare
 from robustmer.errors import RobustmerError
 from robustmer.study import StudyProfile, run_study, shrunk
 from robustmer.study.profiles import PAPER, QUICK
 
-TINY = StudyProfile(
-    name="tiny",
-    clips=30,
+TINY = tiny_profile(
     seconds=2.0,
-    frames=16,
-    systems=("A2E", "A2M2E"),
     seeds=(6, 21),
     train={"max_epochs": 3, "patience": 3, "width": 0.0625},
     attacks=(PaperConfig(steps=12),),
@@ -36,13 +31,6 @@ def cli(*args: str) -> int:
     with pytest.raises(SystemExit) as exc:
         main(list(args))
     return exc.value.code
-
-
-@pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("study-data")
-    st, mid = write_tiny_dataset(root / "raw", n=30, seconds=1.2)
-    return prepare(st, mid, root / "cache", frames=16, progress=False)
 
 
 def test_tiny_study_through_the_cli(tiny_cache, tmp_path, capsys):
@@ -191,7 +179,7 @@ def test_a_moved_study_uses_its_own_files(tmp_path, monkeypatch):
     import robustmer.data
     from robustmer.training import load_run
 
-    st, mid = write_tiny_dataset(tmp_path / "raw", n=30, seconds=1.2)
+    st, mid = write_tiny_dataset(tmp_path / "raw", n=TINY_CLIPS, seconds=TINY_SECONDS)
     profile = TINY.with_overrides(systems=("A2E",), seeds=(6,))
     monkeypatch.chdir(tmp_path)
     run_study(
@@ -449,7 +437,7 @@ def test_ctrl_c_then_resume_and_a_single_unit_study(tiny_cache, reference, tmp_p
 
 
 def test_study_on_real_data_layout(tmp_path):
-    st, mid = write_tiny_dataset(tmp_path / "raw", n=30, seconds=1.2)
+    st, mid = write_tiny_dataset(tmp_path / "raw", n=TINY_CLIPS, seconds=TINY_SECONDS)
     profile = TINY.with_overrides(systems=("A2B2E",), seeds=(6,))
     report = run_study(
         tmp_path / "study",

@@ -11,24 +11,12 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
-from audio_helpers import AUDIO_FRAMES, train_audio_run
+from audio_helpers import AUDIO_FRAMES
 
 from robustmer.audio import FrontEndConfig, LogFilteredSpectrogram, load_audio
 from robustmer.errors import RobustmerError
 from robustmer.models import WaveformModel, excerpt_samples, predict_file, window_starts
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_audio_run(tmp_path_factory.mktemp("waveform_model"))
-
-
-@pytest.fixture(scope="module")
-def run(run_dir: Path):
-    from robustmer.training import load_run
-
-    return load_run(run_dir)
 
 
 def _clip_segments(run, model: WaveformModel) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,13 +31,13 @@ def _clip_segments(run, model: WaveformModel) -> tuple[torch.Tensor, torch.Tenso
     return torch.from_numpy(segments), torch.tensor(offsets)
 
 
-def test_wrapper_on_audio_equals_the_cache_path(run) -> None:
-    model = WaveformModel.from_run(run).eval()
-    wave, first = _clip_segments(run, model)
-    x = torch.from_numpy(run.cache.excerpts).unsqueeze(1)  # [N, 1, 16, 149]
+def test_wrapper_on_audio_equals_the_cache_path(audio_run) -> None:
+    model = WaveformModel.from_run(audio_run).eval()
+    wave, first = _clip_segments(audio_run, model)
+    x = torch.from_numpy(audio_run.cache.excerpts).unsqueeze(1)  # [N, 1, 16, 149]
     with torch.no_grad():
         spec = model.spectrogram(wave, first)
-        ours, ref = model(wave, first), run.model(x)
+        ours, ref = model(wave, first), audio_run.model(x)
     assert spec.shape == x.shape and spec.dtype == torch.float32
     np.testing.assert_allclose(spec.numpy(), x.numpy(), atol=2e-5)
     np.testing.assert_allclose(ours.emotions.numpy(), ref.emotions.numpy(), atol=1e-5)
@@ -97,32 +85,33 @@ def _by_hand(run, wave: np.ndarray, starts: list[int]) -> np.ndarray:
     return both.double().mean(dim=0).numpy() * 10.0
 
 
-def test_sliding_window_average_by_hand(run, tmp_path: Path) -> None:
-    model = WaveformModel.from_run(run)
+def test_sliding_window_average_by_hand(audio_run, tmp_path: Path) -> None:
+    model = WaveformModel.from_run(audio_run)
     sr = 44100
     t = np.arange(int(3.3 * sr)) / sr
     stereo = np.stack([0.3 * np.sin(2 * np.pi * 330 * t * (1 + t)), 0.2 * np.sin(600 * t)])
     path = tmp_path / "long.flac"
     sf.write(path, stereo.T, sr)
     wave = load_audio(path)
-    n_frames = math.ceil(wave.size / run.cache.frontend.hop)
+    n_frames = math.ceil(wave.size / audio_run.cache.frontend.hop)
     assert n_frames == 104  # 72765 samples at 22050 Hz
     starts = [*range(0, n_frames - AUDIO_FRAMES + 1, 8)]
     if starts[-1] != n_frames - AUDIO_FRAMES:
         starts.append(n_frames - AUDIO_FRAMES)
     pred = predict_file(model, path)
     assert pred.windows == len(starts) == 12  # 0, 8, ..., 88 = 104 - 16
-    expected = _by_hand(run, wave, starts)
+    expected = _by_hand(audio_run, wave, starts)
     np.testing.assert_allclose(pred.emotions, expected[:8], atol=1e-5)
     np.testing.assert_allclose(pred.midlevel, expected[8:], atol=1e-5)
     assert pred.seconds == pytest.approx(wave.size / 22050)
     other = predict_file(model, path, hop_frames=30)
     assert other.windows == 4  # 0, 30, 60, then 88 to end at the last frame
-    np.testing.assert_allclose(other.emotions, _by_hand(run, wave, [0, 30, 60, 88])[:8], atol=1e-5)
+    by_hand = _by_hand(audio_run, wave, [0, 30, 60, 88])[:8]
+    np.testing.assert_allclose(other.emotions, by_hand, atol=1e-5)
 
 
-def test_short_clip_is_looped(run, tmp_path: Path) -> None:
-    model = WaveformModel.from_run(run)
+def test_short_clip_is_looped(audio_run, tmp_path: Path) -> None:
+    model = WaveformModel.from_run(audio_run)
     t = np.arange(int(0.3 * 22050)) / 22050
     path = tmp_path / "short.wav"
     sf.write(path, 0.5 * np.sin(2 * np.pi * 440 * t) * np.exp(-3 * t), 22050)
@@ -130,17 +119,17 @@ def test_short_clip_is_looped(run, tmp_path: Path) -> None:
     pred = predict_file(model, path)
     assert pred.windows == 1
     looped = np.resize(wave, model.samples)
-    np.testing.assert_allclose(pred.emotions, _by_hand(run, looped, [0])[:8], atol=1e-5)
+    np.testing.assert_allclose(pred.emotions, _by_hand(audio_run, looped, [0])[:8], atol=1e-5)
 
 
-def test_front_end_mismatch_is_an_error(run) -> None:
+def test_front_end_mismatch_is_an_error(audio_run) -> None:
     with pytest.raises(RobustmerError, match="front end"):
-        WaveformModel.from_run(run, frontend=FrontEndConfig(fps=50.0))
-    assert WaveformModel.from_run(run, frontend=FrontEndConfig()).frames == AUDIO_FRAMES
+        WaveformModel.from_run(audio_run, frontend=FrontEndConfig(fps=50.0))
+    assert WaveformModel.from_run(audio_run, frontend=FrontEndConfig()).frames == AUDIO_FRAMES
     with pytest.raises(RobustmerError, match="frames"):
-        WaveformModel(run.model, FrontEndConfig(), run.cache.normalization, 8)
+        WaveformModel(audio_run.model, FrontEndConfig(), audio_run.cache.normalization, 8)
     with pytest.raises(RobustmerError, match="samples"):
-        WaveformModel.from_run(run)(torch.zeros(2, 3, 4))
+        WaveformModel.from_run(audio_run)(torch.zeros(2, 3, 4))
 
 
 def _cli(args: list[str]) -> int:
@@ -151,8 +140,10 @@ def _cli(args: list[str]) -> int:
     return int(info.value.code or 0)
 
 
-def test_cli_predict_prints_and_writes_csv(run, run_dir: Path, tmp_path: Path, capsys) -> None:
-    model = WaveformModel.from_run(run)
+def test_cli_predict_prints_and_writes_csv(
+    audio_run, audio_run_dir: Path, tmp_path: Path, capsys
+) -> None:
+    model = WaveformModel.from_run(audio_run)
     files = []
     for k, fmt in enumerate(("wav", "flac", "mp3")):
         t = np.arange(int((1.5 + k) * 22050)) / 22050
@@ -160,7 +151,7 @@ def test_cli_predict_prints_and_writes_csv(run, run_dir: Path, tmp_path: Path, c
         sf.write(path, 0.4 * np.sin(2 * np.pi * (200 + 150 * k) * t), 22050)
         files.append(path)
     out = tmp_path / "pred.csv"
-    code = _cli(["predict", "--run", str(run_dir), *map(str, files), "--out", str(out)])
+    code = _cli(["predict", "--run", str(audio_run_dir), *map(str, files), "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
     assert "valence" in printed and "melodiousness" in printed and "clip2.mp3" in printed
@@ -176,29 +167,29 @@ def test_cli_predict_prints_and_writes_csv(run, run_dir: Path, tmp_path: Path, c
         )
 
 
-def test_cli_predict_bad_file_is_one_line(run_dir: Path, tmp_path: Path, capsys) -> None:
+def test_cli_predict_bad_file_is_one_line(audio_run_dir: Path, tmp_path: Path, capsys) -> None:
     bad = tmp_path / "noise.mp3"
     bad.write_bytes(b"not audio at all")
-    assert _cli(["predict", "--run", str(run_dir), str(bad)]) == 2
+    assert _cli(["predict", "--run", str(audio_run_dir), str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "noise.mp3" in err and "expected a readable" in err
 
 
-def test_clip_audio_finds_the_cached_excerpts(run, tmp_path: Path) -> None:
+def test_clip_audio_finds_the_cached_excerpts(audio_run, tmp_path: Path) -> None:
     import shutil
 
     from robustmer.data import load_cache
     from robustmer.evaluation.audio import clip_audio
 
-    model = WaveformModel.from_run(run)
-    wave, first = _clip_segments(run, model)
-    got, got_first = clip_audio(run.cache, run.cache.ids, model.samples)
+    model = WaveformModel.from_run(audio_run)
+    wave, first = _clip_segments(audio_run, model)
+    got, got_first = clip_audio(audio_run.cache, audio_run.cache.ids, model.samples)
     np.testing.assert_array_equal(got_first, first.numpy())
     np.testing.assert_array_equal(got, wave.numpy().astype(np.float32))
     # a changed source file is refused, naming it
-    copy = shutil.copytree(run.cache.path, tmp_path / "cache")
-    clip = run.cache.ids[0]
-    source = Path(run.cache.manifest["sources"][f"{clip:03d}"]["file"])
+    copy = shutil.copytree(audio_run.cache.path, tmp_path / "cache")
+    clip = audio_run.cache.ids[0]
+    source = Path(audio_run.cache.manifest["sources"][f"{clip:03d}"]["file"])
     moved = tmp_path / source.name
     shutil.copy(source, moved)
     manifest = (copy / "manifest.json").read_text().replace(str(source), str(moved))

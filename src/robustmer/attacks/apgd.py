@@ -41,8 +41,8 @@ from torch import nn
 from robustmer.attacks.base import Attack, ProgressCallback, model_outputs, report_progress
 from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
 from robustmer.attacks.noise import mse_per_clip, random_in_ball
-from robustmer.attacks.pgd import NORMS
-from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms
+from robustmer.attacks.pgd import NORMS, check_ball
+from robustmer.attacks.result import AttackResult, clip_pearson
 from robustmer.errors import RobustmerError
 
 __all__ = ["APGD", "LOSSES", "APGDConfig", "apgd_run", "checkpoints", "negative_correlation"]
@@ -107,11 +107,8 @@ class APGDConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_choice(self, "norm", self.norm, NORMS)
-        check_positive(self, "epsilon", self.epsilon)
+        check_ball(self)
         check_int(self, "steps", self.steps, minimum=1)
-        check_int(self, "restarts", self.restarts, minimum=1)
-        check_int(self, "seed", self.seed, minimum=0)
         check_choice(self, "loss", self.loss, LOSSES)
         if self.target is not None:
             raise RobustmerError(
@@ -261,21 +258,10 @@ class APGD(Attack):
         x_adv = self.domain.adversarial(x, best_delta)  # [B, 1, F, T] or [B, samples]
         with torch.no_grad():
             pred, mid = model_outputs(model(x_adv))  # [B, 8], [B, 7] | None
-        l2, linf = perturbation_norms(self.domain.applied(x, best_delta))
-        return AttackResult(
-            x_adv=x_adv.detach().float().cpu(),
-            pred_clean=pred_clean.float().cpu(),
-            pred=pred.float().cpu(),
-            pred_of_x_adv=pred.float().cpu(),
-            iterations=torch.full((b,), cfg.steps * cfg.restarts, dtype=torch.int64),
-            converged=torch.zeros(b, dtype=torch.bool),
-            threshold=torch.full((b,), math.nan, dtype=torch.float64),
-            l2=l2.cpu(),
-            linf=linf.cpu(),
-            snr_db=self.domain.snr_db(x, x_adv, self.normalization),
-            midlevel_clean=None if mid_clean is None else mid_clean.float().cpu(),
-            midlevel_adv=None if mid is None else mid.float().cpu(),
+        return self.result(
+            x, best_delta, x_adv, start=start,
+            pred_clean=pred_clean, midlevel_clean=mid_clean, pred=pred, midlevel_adv=mid,
+            iterations=cfg.steps * cfg.restarts,
             model_passes=b * (2 + cfg.restarts * (cfg.steps + 1)),
-            seconds=time.perf_counter() - start,
-            loss=LOSSES[cfg.loss](pred, y).float().cpu(),
+            loss=LOSSES[cfg.loss](pred, y),
         )

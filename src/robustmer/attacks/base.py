@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -20,7 +21,7 @@ from torch import nn
 from robustmer.attacks.config import AttackConfig
 from robustmer.attacks.domain import Domain, make_domain
 from robustmer.attacks.goal import Goal, parse_target
-from robustmer.attacks.result import AttackResult, MagnitudeScale
+from robustmer.attacks.result import AttackResult, MagnitudeScale, perturbation_norms
 from robustmer.errors import RobustmerError
 from robustmer.names import EMOTIONS
 
@@ -197,6 +198,79 @@ class Attack(abc.ABC):
         self, x: torch.Tensor, y: torch.Tensor, callback: ProgressCallback | None
     ) -> AttackResult:
         """Attack a checked batch; the model is in eval mode with gradients off."""
+
+    def result(
+        self,
+        x: torch.Tensor,
+        delta: torch.Tensor,
+        x_adv: torch.Tensor,
+        *,
+        start: float,
+        pred_clean: torch.Tensor,
+        midlevel_clean: torch.Tensor | None,
+        pred: torch.Tensor,
+        midlevel_adv: torch.Tensor | None,
+        iterations: int | torch.Tensor,
+        model_passes: int,
+        pred_of_x_adv: torch.Tensor | None = None,
+        converged: torch.Tensor | None = None,
+        threshold: torch.Tensor | None = None,
+        loss: torch.Tensor | None = None,
+    ) -> AttackResult:
+        """The :class:`AttackResult` of a finished :meth:`run`, every tensor float32 on the CPU.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape [B, 1, F, T] or [B, samples]
+            The clean batch.
+        delta : torch.Tensor, same shape as ``x``
+            The returned perturbation; its norms are those of what the domain applies.
+        x_adv : torch.Tensor
+            The returned examples, ``self.domain.adversarial(x, delta)``.
+        start : float
+            ``time.perf_counter()`` when the attack began.
+        pred_clean, pred : torch.Tensor, shape [B, 8]
+            Clean and adversarial predictions (see :class:`AttackResult`).
+        midlevel_clean, midlevel_adv : torch.Tensor, shape [B, 7], or None
+            The bottleneck outputs that go with them.
+        iterations : int or torch.Tensor, int64, shape [B]
+            Per clip; an int is the same for every clip.
+        model_passes : int
+            Forward passes counted per clip.
+        pred_of_x_adv : torch.Tensor, shape [B, 8], or None
+            ``f(x_adv)``; None: ``pred`` is it.
+        converged : torch.Tensor, bool, shape [B], or None
+            None: no clip converged (attacks without a stopping rule).
+        threshold : torch.Tensor, float64, shape [B], or None
+            None: NaN (attacks without a correlation threshold).
+        loss : torch.Tensor, shape [B], or None
+            The attack's own objective per clip, if it reports one.
+        """
+        b = x.shape[0]
+        if not isinstance(iterations, torch.Tensor):
+            iterations = torch.full((b,), iterations, dtype=torch.int64)
+        if converged is None:
+            converged = torch.zeros(b, dtype=torch.bool)
+        if threshold is None:
+            threshold = torch.full((b,), math.nan, dtype=torch.float64)
+        l2, linf = perturbation_norms(self.domain.applied(x, delta))  # [B], [B]
+        return AttackResult(
+            x_adv=x_adv.detach().float().cpu(),
+            pred_clean=pred_clean.float().cpu(),
+            pred=pred.float().cpu(),
+            pred_of_x_adv=(pred if pred_of_x_adv is None else pred_of_x_adv).float().cpu(),
+            iterations=iterations.cpu(),
+            converged=converged.cpu(),
+            threshold=threshold.cpu(),
+            l2=l2.cpu(),
+            linf=linf.cpu(),
+            snr_db=self.domain.snr_db(x, x_adv, self.normalization),
+            midlevel_clean=None if midlevel_clean is None else midlevel_clean.float().cpu(),
+            midlevel_adv=None if midlevel_adv is None else midlevel_adv.float().cpu(),
+            model_passes=model_passes,
+            seconds=time.perf_counter() - start,
+            loss=None if loss is None else loss.float().cpu(),
+        )
 
     def _check_inputs(self, x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):

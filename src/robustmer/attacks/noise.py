@@ -22,9 +22,9 @@ from typing import ClassVar
 import torch
 
 from robustmer.attacks.base import Attack, ProgressCallback, model_outputs, report_progress
-from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
-from robustmer.attacks.pgd import NORMS
-from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms
+from robustmer.attacks.config import AttackConfig
+from robustmer.attacks.pgd import NORMS, check_ball
+from robustmer.attacks.result import AttackResult, clip_pearson
 from robustmer.errors import RobustmerError
 
 __all__ = ["Noise", "NoiseConfig", "clip_generator", "mse_per_clip", "random_in_ball"]
@@ -55,10 +55,7 @@ class NoiseConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_choice(self, "norm", self.norm, NORMS)
-        check_positive(self, "epsilon", self.epsilon)
-        check_int(self, "restarts", self.restarts, minimum=1)
-        check_int(self, "seed", self.seed, minimum=0)
+        check_ball(self)
         if self.target is not None:
             raise RobustmerError(f"attack 'noise' target {self.target!r}: expected no target")
 
@@ -139,21 +136,9 @@ class Noise(Attack):
                 if mid is not None:
                     best_mid = torch.where(better[:, None], mid, best_mid)
         x_adv = self.domain.adversarial(x, best_delta)  # [B, 1, F, T] or [B, samples]
-        l2, linf = perturbation_norms(self.domain.applied(x, best_delta))
-        return AttackResult(
-            x_adv=x_adv.float().cpu(),
-            pred_clean=pred_clean.float().cpu(),
-            pred=best_pred.float().cpu(),
-            pred_of_x_adv=best_pred.float().cpu(),
-            iterations=torch.full((b,), cfg.restarts, dtype=torch.int64),
-            converged=torch.zeros(b, dtype=torch.bool),
-            threshold=torch.full((b,), math.nan, dtype=torch.float64),
-            l2=l2.cpu(),
-            linf=linf.cpu(),
-            snr_db=self.domain.snr_db(x, x_adv, self.normalization),
-            midlevel_clean=None if mid_clean is None else mid_clean.float().cpu(),
-            midlevel_adv=None if best_mid is None else best_mid.float().cpu(),
-            model_passes=b * (1 + cfg.restarts),
-            seconds=time.perf_counter() - start,
-            loss=best_loss.float().cpu(),
+        return self.result(
+            x, best_delta, x_adv, start=start,
+            pred_clean=pred_clean, midlevel_clean=mid_clean,
+            pred=best_pred, midlevel_adv=best_mid,
+            iterations=cfg.restarts, model_passes=b * (1 + cfg.restarts), loss=best_loss,
         )

@@ -65,7 +65,7 @@ from robustmer.attacks.base import (
     report_progress,
 )
 from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
-from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms
+from robustmer.attacks.result import AttackResult, clip_pearson
 from robustmer.errors import RobustmerError
 
 __all__ = [
@@ -363,21 +363,10 @@ class PaperAttack(Attack):
         else:
             pred, mid_reported = pred_adv, mid_adv
 
-        l2, linf = perturbation_norms(self.domain.applied(x, best))  # [B], [B]
-        return AttackResult(
-            x_adv=x_adv.detach().float().cpu(),
-            pred_clean=pred_clean.cpu(),
-            pred=pred.cpu(),
-            pred_of_x_adv=pred_adv.cpu(),
-            iterations=iterations.cpu(),
-            converged=converged.cpu(),
-            threshold=tau.cpu(),
-            l2=l2.cpu(),
-            linf=linf.cpu(),
-            snr_db=self.domain.snr_db(x, x_adv, self.normalization),
-            midlevel_clean=None if mid_clean is None else mid_clean.float().cpu(),
-            midlevel_adv=None if mid_reported is None else mid_reported.cpu(),
-            model_passes=passes,
-            seconds=time.perf_counter() - start,
+        return self.result(
+            x, best, x_adv, start=start,
+            pred_clean=pred_clean, midlevel_clean=mid_clean,
+            pred=pred, midlevel_adv=mid_reported, pred_of_x_adv=pred_adv,
+            iterations=iterations, converged=converged, threshold=tau, model_passes=passes,
         )
 

@@ -27,7 +27,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -39,10 +39,10 @@ from robustmer.attacks.base import (
     report_progress,
 )
 from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
-from robustmer.attacks.result import AttackResult, clip_pearson, perturbation_norms
+from robustmer.attacks.result import AttackResult, clip_pearson
 from robustmer.errors import RobustmerError
 
-__all__ = ["NORMS", "PGD", "PGDConfig", "PGDNorm"]
+__all__ = ["NORMS", "PGD", "PGDConfig", "PGDNorm", "check_ball"]
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:
@@ -109,6 +109,17 @@ NORMS: dict[str, PGDNorm] = {
 """Registry of PGD threat models."""
 
 
+def check_ball(config: Any) -> None:
+    """Check the settings every ε-ball attack shares: ``norm``, ``epsilon``, ``restarts``, ``seed``.
+
+    Raises :class:`RobustmerError` (via the ``check_*`` helpers) naming the attack and field.
+    """
+    check_choice(config, "norm", config.norm, NORMS)
+    check_positive(config, "epsilon", config.epsilon)
+    check_int(config, "restarts", config.restarts, minimum=1)
+    check_int(config, "seed", config.seed, minimum=0)
+
+
 @dataclasses.dataclass(frozen=True)
 class PGDConfig(AttackConfig):
     """Settings of PGD.
@@ -143,12 +154,9 @@ class PGDConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_choice(self, "norm", self.norm, NORMS)
-        check_positive(self, "epsilon", self.epsilon)
+        check_ball(self)
         check_int(self, "steps", self.steps, minimum=1)
         check_positive(self, "step_size", self.step_size, optional=True)
-        check_int(self, "restarts", self.restarts, minimum=1)
-        check_int(self, "seed", self.seed, minimum=0)
         if not isinstance(self.random_start, bool):
             raise RobustmerError(
                 f"attack 'pgd' random_start {self.random_start!r}: invalid; expected true or "
@@ -224,21 +232,10 @@ class PGD(Attack):
                 best_mid[better] = mid[better]
 
         x_adv = self.domain.adversarial(x, best_delta)  # [B, 1, F, T] or [B, samples]
-        l2, linf = perturbation_norms(self.domain.applied(x, best_delta))
-        return AttackResult(
-            x_adv=x_adv.detach().float().cpu(),
-            pred_clean=pred_clean.float().cpu(),
-            pred=best_pred.float().cpu(),
-            pred_of_x_adv=best_pred.float().cpu(),
-            iterations=torch.full((b,), step, dtype=torch.int64),
-            converged=torch.zeros(b, dtype=torch.bool),
-            threshold=torch.full((b,), math.nan, dtype=torch.float64),
-            l2=l2.cpu(),
-            linf=linf.cpu(),
-            snr_db=self.domain.snr_db(x, x_adv, self.normalization),
-            midlevel_clean=None if mid_clean is None else mid_clean.float().cpu(),
-            midlevel_adv=None if best_mid is None else best_mid.float().cpu(),
-            model_passes=passes,
-            seconds=time.perf_counter() - start,
+        return self.result(
+            x, best_delta, x_adv, start=start,
+            pred_clean=pred_clean, midlevel_clean=mid_clean,
+            pred=best_pred, midlevel_adv=best_mid,
+            iterations=step, model_passes=passes,
         )
 
