@@ -40,9 +40,9 @@ from torch import nn
 
 from robustmer.attacks.base import Attack, ProgressCallback, model_outputs, report_progress
 from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
-from robustmer.attacks.noise import mse_per_clip, random_in_ball
+from robustmer.attacks.noise import random_in_ball
 from robustmer.attacks.pgd import NORMS, check_ball
-from robustmer.attacks.result import AttackResult, clip_pearson
+from robustmer.attacks.result import AttackResult, clip_pearson, mse_per_clip
 from robustmer.errors import RobustmerError
 
 __all__ = ["APGD", "LOSSES", "APGDConfig", "apgd_run", "checkpoints", "negative_correlation"]

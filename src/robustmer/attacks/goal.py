@@ -30,6 +30,7 @@ from typing import ClassVar
 
 import torch
 
+from robustmer.attacks.result import mse_per_clip
 from robustmer.errors import RobustmerError
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES, RATING_SCALE
 
@@ -63,10 +64,6 @@ circumplex (e.g. sad: low valence and energy). They are illustrative targets, no
 means; see ``docs/audio-attacks.md``."""
 
 
-def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a - b).pow(2).mean(dim=1)  # [B]
-
-
 class Goal(abc.ABC):
     """Base class: :meth:`bind` turns a batch's clean outputs into its :data:`Objective`."""
 
@@ -93,7 +90,7 @@ class Untargeted(Goal):
     def bind(
         self, pred_clean: torch.Tensor, mid_clean: torch.Tensor | None, y: torch.Tensor
     ) -> Objective:
-        return lambda emotions, midlevel: _mse(emotions, y)
+        return lambda emotions, midlevel: mse_per_clip(emotions, y)
 
     @property
     def targeted(self) -> bool:
@@ -116,7 +113,7 @@ class EmotionTarget(Goal):
         self, pred_clean: torch.Tensor, mid_clean: torch.Tensor | None, y: torch.Tensor
     ) -> Objective:
         target = self.vector(pred_clean)  # [1, 8]
-        return lambda emotions, midlevel: -_mse(emotions, target)
+        return lambda emotions, midlevel: -mse_per_clip(emotions, target)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +138,7 @@ class ConceptShift(Goal):
 
         def objective(emotions: torch.Tensor, midlevel: torch.Tensor | None) -> torch.Tensor:
             assert midlevel is not None
-            return -_mse(midlevel[:, index], target)
+            return -mse_per_clip(midlevel[:, index], target)
 
         return objective
 

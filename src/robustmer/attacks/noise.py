@@ -24,10 +24,10 @@ import torch
 from robustmer.attacks.base import Attack, ProgressCallback, model_outputs, report_progress
 from robustmer.attacks.config import AttackConfig
 from robustmer.attacks.pgd import NORMS, check_ball
-from robustmer.attacks.result import AttackResult, clip_pearson
+from robustmer.attacks.result import AttackResult, clip_pearson, mse_per_clip
 from robustmer.errors import RobustmerError
 
-__all__ = ["Noise", "NoiseConfig", "clip_generator", "mse_per_clip", "random_in_ball"]
+__all__ = ["Noise", "NoiseConfig", "clip_generator", "random_in_ball"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,11 +58,6 @@ class NoiseConfig(AttackConfig):
         check_ball(self)
         if self.target is not None:
             raise RobustmerError(f"attack 'noise' target {self.target!r}: expected no target")
-
-
-def mse_per_clip(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-clip mean squared error over the emotions: ``p, y [B, 8] -> [B]``."""
-    return (p - y).pow(2).mean(dim=1)
 
 
 def clip_generator(x_clip: torch.Tensor, seed: int, stream: int) -> torch.Generator:

@@ -11,7 +11,14 @@ from typing import Any, Protocol
 
 import torch
 
-__all__ = ["AttackResult", "MagnitudeScale", "clip_pearson", "perturbation_norms", "snr_db"]
+__all__ = [
+    "AttackResult",
+    "MagnitudeScale",
+    "clip_pearson",
+    "mse_per_clip",
+    "perturbation_norms",
+    "snr_db",
+]
 
 
 class MagnitudeScale(Protocol):
@@ -95,6 +102,11 @@ class AttackResult:
 
     def __len__(self) -> int:
         return int(self.x_adv.shape[0])
+
+
+def mse_per_clip(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-clip mean squared error over the emotions: ``p, y [B, K] -> [B]``."""
+    return (p - y).pow(2).mean(dim=1)
 
 
 def clip_pearson(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
