@@ -460,6 +460,288 @@ def _gates(onsets: np.ndarray, end: float, fraction: float, minimum: float) -> n
     return np.maximum((nxt - onsets) * fraction, minimum)
 
 
+@dataclass
+class _Onsets:
+    """Onset times of sixteenth-note grid positions, with the clip's timing jitter.
+
+    Attributes
+    ----------
+    grid : np.ndarray, shape (n16 + 1,)
+        Onset time (s) of every grid position (:func:`_grid_times`).
+    jitter_std : float
+        Standard deviation (s) of the Gaussian jitter added to every onset.
+    bpm : float
+        Nominal tempo.
+    rng : np.random.Generator
+    """
+
+    grid: np.ndarray
+    jitter_std: float
+    bpm: float
+    rng: np.random.Generator
+
+    @property
+    def end(self) -> float:
+        """Time (s) of the grid's last position."""
+        return float(self.grid[-1])
+
+    def __call__(self, pos: np.ndarray) -> np.ndarray:
+        """Jittered onset times (s) of grid positions ``pos`` (clipped to the grid)."""
+        pos = np.asarray(pos, dtype=np.int64)
+        n16 = len(self.grid) - 1
+        return self.grid[np.clip(pos, 0, n16)] + self.rng.normal(0.0, self.jitter_std, pos.shape)
+
+
+def _gate_fraction(z: dict[str, float]) -> float:
+    """Gate as a fraction of the inter-onset interval: legato (overlapping) .. staccato."""
+    return 1.05 - 0.85 * z["articulation"]
+
+
+@dataclass
+class _Harmony:
+    """The per-bar harmony of a clip (internal to :func:`compose`).
+
+    Attributes
+    ----------
+    key, minor, chromatic : np.ndarray, shape (bars,)
+        Tonic pitch class, minor mode and out-of-key triad of each bar.
+    chords : list of list of float
+        Chord pitches per bar (MIDI, detuned).
+    degrees : list of tuple of int
+        Scale degrees of each bar's chord tones (empty: chromatic chord).
+    bass_roots : list of int
+        Bass root per bar (MIDI).
+    """
+
+    key: np.ndarray
+    minor: np.ndarray
+    chromatic: np.ndarray
+    chords: list[list[float]]
+    degrees: list[tuple[int, ...]]
+    bass_roots: list[int]
+
+
+def _chord(
+    z: dict[str, float],
+    degree: int,
+    key: int,
+    minor: bool,
+    chromatic: bool,
+    rng: np.random.Generator,
+) -> tuple[list[int], tuple[int, ...], int]:
+    """Pitch classes, scale degrees (empty when chromatic) and root of one bar's chord."""
+    if chromatic:
+        root = key + int(rng.choice(_CHROMATIC_ROOTS[minor]))
+        return [root, root + 4, root + 7], (), root
+    scale = MINOR_SCALE if minor else MAJOR_SCALE
+    degrees = (degree, degree + 2, degree + 4)
+    if rng.random() < z["dissonance"]:
+        degrees += (degree + 6,)  # seventh
+    if rng.random() < 0.7 * z["dissonance"]:
+        degrees += (degree + 8,)  # ninth
+    pcs = [key + scale[g % 7] for g in degrees]
+    return pcs, degrees, pcs[0]
+
+
+def _harmony(z: dict[str, float], bars: int, rng: np.random.Generator) -> _Harmony:
+    """Key, mode and chord of every bar (minorness, tonal stability, dissonance, register)."""
+    ton, dis = z["tonal_stability"], z["dissonance"]
+    p_minor = float(np.clip((z["minorness"] - 0.2) / 0.6, 0.0, 1.0))
+    p_modulate = 0.3 * (1.0 - ton) ** 1.5
+    p_chromatic_chord = 0.35 * (1.0 - ton)
+    progression = PROGRESSIONS[rng.integers(len(PROGRESSIONS))]
+    chord_centre = 55.0 + 24.0 * z["register"] - 10.0
+    bass_centre = 36.0 + 10.0 * z["register"]
+    key = int(rng.integers(12))
+    h = _Harmony(
+        np.empty(bars, dtype=np.int64),
+        rng.random(bars) < p_minor,
+        np.zeros(bars, dtype=bool),
+        [],
+        [],
+        [],
+    )
+    for b in range(bars):
+        if b > 0 and rng.random() < p_modulate:
+            key = (key + int(rng.integers(1, 12))) % 12
+        h.key[b] = key
+        h.chromatic[b] = rng.random() < p_chromatic_chord
+        pcs, degrees, root = _chord(
+            z, progression[b % len(progression)], key, bool(h.minor[b]), bool(h.chromatic[b]), rng
+        )
+        if rng.random() < 0.8 * max(0.0, 2.0 * dis - 1.0):  # semitone cluster
+            pcs.append(pcs[int(rng.integers(len(pcs)))] + 1)
+        pitches = sorted(_near(pc % 12, chord_centre) for pc in pcs)
+        detune = rng.normal(0.0, 0.25 * dis, len(pitches))  # semitones (up to ~25 cents)
+        h.chords.append([p + c for p, c in zip(pitches, detune, strict=True)])
+        h.degrees.append(degrees)
+        h.bass_roots.append(_near(root % 12, bass_centre))
+    return h
+
+
+def _melody_rhythm(
+    z: dict[str, float], bars: int, rng: np.random.Generator
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Onset mask [16] and scale-degree steps [onsets] of every bar's melody (melodiousness,
+    rhythm complexity)."""
+    mel, rcx = z["melodiousness"], z["rhythm_complexity"]
+    density = 0.45 + 0.5 * mel
+    p_pos = np.array([0.95 - 0.45 * rcx, 0.5 * rcx, 0.35 + 0.4 * rcx, 0.5 * rcx]) * density
+    p_step = 0.3 + 0.65 * mel
+    masks: list[np.ndarray] = []
+    steps: list[np.ndarray] = []
+    for b in range(bars):
+        if b >= 2 and rng.random() < 0.6 * mel:  # repeat the motif of two bars before
+            masks.append(masks[b - 2])
+            steps.append(steps[b - 2])
+            continue
+        mask = rng.random(_SIXTEENTHS_PER_BAR) < np.tile(p_pos, 4)
+        if b % 2 == 1 and rng.random() < 0.8 * mel:  # phrase breath: rest on the last beat
+            mask[12:] = False
+        if b == 0:
+            mask[0] = True
+        n = int(mask.sum())
+        small = rng.choice(np.array([-1, 1, -2, 2, 0]), n, p=[0.35, 0.35, 0.1, 0.1, 0.1])
+        leap = rng.integers(3, 10, n) * rng.choice(np.array([-1, 1]), n)
+        masks.append(mask)
+        steps.append(np.where(rng.random(n) < p_step, small, leap))
+    return masks, steps
+
+
+def _melody_notes(
+    z: dict[str, float], harmony: _Harmony, rhythm: tuple[list, list], rng: np.random.Generator
+) -> tuple[list[int], list[int], list[float], list[bool]]:
+    """Grid position, MIDI pitch, velocity and out-of-key flag of every melody note
+    (melodiousness, dissonance, tonal stability, rhythm complexity, register)."""
+    rcx, dis, ton = z["rhythm_complexity"], z["dissonance"], z["tonal_stability"]
+    accents = np.array([1.0, 0.7 + 0.25 * rcx, 0.85 + 0.1 * rcx, 0.7 + 0.25 * rcx])
+    span = 7 + round(5 * (1.0 - z["melodiousness"]))  # scale degrees either side of the centre
+    register = 55.0 + 24.0 * z["register"]  # melody centre, MIDI
+    positions, pitches, velocities, chromatic_flags = [], [], [], []
+    degree = 0
+    for b, (mask, steps) in enumerate(zip(*rhythm, strict=True)):
+        scale = MINOR_SCALE if harmony.minor[b] else MAJOR_SCALE
+        key_midi = _near(int(harmony.key[b]), register - 5.0)
+        for pos, step in zip(np.flatnonzero(mask), steps, strict=True):
+            degree += int(step)
+            if abs(degree) > span:  # reflect back into range
+                degree = int(np.sign(degree)) * (2 * span - abs(degree))
+            if pos % 4 == 0 and harmony.degrees[b] and rng.random() < 0.85 * (1.0 - 0.7 * dis):
+                tones = np.array(harmony.degrees[b][:3])  # snap to the nearest chord tone
+                cand = tones[:, None] + 7 * np.arange(-3, 4)[None, :]
+                degree = int(cand.flat[np.argmin(np.abs(cand - degree))])
+            pitch = _pitch(key_midi, scale, degree)
+            chromatic = rng.random() < 0.3 * (1.0 - ton)
+            if chromatic:  # push out of the key by a semitone
+                in_key = {(int(harmony.key[b]) + s) % 12 for s in scale}
+                pitch += 1 if (pitch + 1) % 12 not in in_key else -1
+            positions.append(b * _SIXTEENTHS_PER_BAR + pos)
+            pitches.append(pitch)
+            velocities.append(
+                (accents[pos % 4] + (0.1 if pos == 0 else 0.0)) * rng.uniform(0.9, 1.1)
+            )
+            chromatic_flags.append(chromatic)
+    return positions, pitches, velocities, chromatic_flags
+
+
+def _melody(
+    z: dict[str, float], harmony: _Harmony, onsets: _Onsets, rng: np.random.Generator
+) -> tuple[Voice, np.ndarray]:
+    """The melody voice and, per note in time order, whether it is out of the key."""
+    rhythm = _melody_rhythm(z, len(harmony.key), rng)
+    positions, pitches, velocities, chromatic = _melody_notes(z, harmony, rhythm, rng)
+    on = onsets(np.array(positions))
+    order = np.argsort(on, kind="stable")
+    on = on[order]
+    pitch = np.array(pitches, dtype=np.float64)[order]
+    pitch += rng.normal(0.0, 0.12 * z["dissonance"])  # melody slightly out of tune with the band
+    four_bars = 4 * _SIXTEENTHS_PER_BAR * 60.0 / onsets.bpm / 4  # seconds
+    gate = np.minimum(_gates(on, onsets.end, _gate_fraction(z), 0.03), four_bars)
+    timbre = str(rng.choice(MELODY_TIMBRES))
+    voice = Voice(
+        timbre, np.maximum(on, 0.0), gate, pitch[:, None], np.array(velocities)[order], 0.5
+    )
+    return voice, np.array(chromatic, dtype=bool)[order]
+
+
+def _accompaniment_events(
+    z: dict[str, float], bars: int, rng: np.random.Generator
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(grid position, bar) of every chord and bass event, sorted (articulation, rhythm
+    complexity: repeated stabs, off-beat comping, anticipated chord changes)."""
+    art, rcx = z["articulation"], z["rhythm_complexity"]
+    comp_p = np.zeros(_SIXTEENTHS_PER_BAR)
+    comp_p[[4, 8, 12]] = 0.15 + 0.7 * art
+    comp_p[[2, 6, 10, 14]] = 0.55 * rcx
+    comp_p[1::2] = 0.3 * rcx**2
+    bass_p = np.zeros(_SIXTEENTHS_PER_BAR)
+    bass_p[8] = 0.8
+    bass_p[[4, 12]] = 0.3 + 0.4 * art
+    bass_p[[3, 6, 10, 14]] = 0.45 * rcx
+    chord_events: list[tuple[int, int]] = []
+    bass_events: list[tuple[int, int]] = []
+    for b in range(bars):
+        start = b * _SIXTEENTHS_PER_BAR
+        anticipate = b > 0 and rng.random() < 0.5 * rcx  # syncopated chord change on "4 and"
+        chord_events.append((start - 2 if anticipate else start, b))
+        bass_events.append((start - 2 if anticipate else start, b))
+        for pos in np.flatnonzero(rng.random(_SIXTEENTHS_PER_BAR) < comp_p):
+            chord_events.append((start + int(pos), b))
+        for pos in np.flatnonzero(rng.random(_SIXTEENTHS_PER_BAR) < bass_p):
+            bass_events.append((start + int(pos), b))
+    return sorted(chord_events), sorted(bass_events)
+
+
+def _accompaniment(
+    z: dict[str, float], harmony: _Harmony, onsets: _Onsets, rng: np.random.Generator
+) -> tuple[Voice, Voice]:
+    """The chord (comping) and bass voices."""
+    chord_events, bass_events = _accompaniment_events(z, len(harmony.key), rng)
+    width = max(len(c) for c in harmony.chords)
+    chord_pitch = np.full((len(chord_events), width), np.nan)  # [events, notes]
+    for i, (_, b) in enumerate(chord_events):
+        chord_pitch[i, : len(harmony.chords[b])] = harmony.chords[b]
+    ch_on = np.maximum(onsets(np.array([p for p, _ in chord_events])), 0.0)
+    ch_gate = _gates(ch_on, onsets.end, _gate_fraction(z), 0.04)
+    timbre = str(rng.choice(CHORD_TIMBRES))
+    chords = Voice(
+        timbre, ch_on, ch_gate, chord_pitch, rng.uniform(0.8, 1.0, len(chord_events)), 0.35
+    )
+    bass_offsets = rng.choice(np.array([0, 7, 12]), len(bass_events), p=[0.6, 0.25, 0.15])
+    bass_pitch = np.array([harmony.bass_roots[b] for _, b in bass_events], dtype=np.float64)
+    bass_pitch += np.where(np.array([p % 16 for p, _ in bass_events]) == 0, 0, bass_offsets)
+    bs_on = np.maximum(onsets(np.array([p for p, _ in bass_events])), 0.0)
+    bs_gate = _gates(bs_on, onsets.end, min(_gate_fraction(z), 0.95), 0.05)
+    bass = Voice(
+        "bass", bs_on, bs_gate, bass_pitch[:, None], rng.uniform(0.85, 1.0, len(bass_events)), 0.45
+    )
+    return chords, bass
+
+
+def _drums(
+    z: dict[str, float], bars: int, onsets: _Onsets, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drum hits ``(onset [m] s, kind [m] 0 kick / 1 snare / 2 hat, velocity [m])``: the
+    backbeat plus rhythm-complexity extras (syncopated kicks, ghost notes, sixteenth hats)."""
+    rcx = z["rhythm_complexity"]
+    kick_p = np.zeros(_SIXTEENTHS_PER_BAR)
+    kick_p[[0, 8]] = 1.0
+    kick_p[[3, 6, 10, 11, 14]] = 0.4 * rcx
+    snare_p = np.zeros(_SIXTEENTHS_PER_BAR)
+    snare_p[[4, 12]] = 0.95
+    snare_p[1::2] = 0.2 * rcx
+    hat_p = np.where(np.arange(_SIXTEENTHS_PER_BAR) % 2 == 0, 0.9, 0.9 * rcx)
+    hits = []
+    for kind, p in enumerate((kick_p, snare_p, hat_p)):
+        fire = rng.random((bars, _SIXTEENTHS_PER_BAR)) < p  # [bars, 16]
+        pos = np.flatnonzero(fire.ravel())
+        vel = np.where(pos % 4 == 0, 1.0, 0.65) * rng.uniform(0.85, 1.0, pos.size)
+        if kind == 1:  # ghost notes off the backbeat
+            vel = np.where(np.isin(pos % 16, (4, 12)), vel, 0.3 * vel)
+        hits.append((np.maximum(onsets(pos), 0.0), np.full(pos.size, kind), vel))
+    return tuple(np.concatenate([h[i] for h in hits]) for i in range(3))
+
+
 def compose(latents: np.ndarray, seconds: float, rng: np.random.Generator) -> Score:
     """Turn the eleven latents of a clip into note events (see docs/synthetic.md).
 
@@ -477,211 +759,29 @@ def compose(latents: np.ndarray, seconds: float, rng: np.random.Generator) -> Sc
     Score
     """
     z = dict(zip(LATENTS, np.asarray(latents, dtype=np.float64).tolist(), strict=True))
-    mel, art, rcx = z["melodiousness"], z["articulation"], z["rhythm_complexity"]
-    rst, dis = z["rhythm_stability"], z["dissonance"]
-    ton, mnr = z["tonal_stability"], z["minorness"]
-
     bpm = 60.0 + 100.0 * z["tempo"]
     n16_clip = int(math.ceil(seconds / (60.0 / bpm / 4.0 * 0.85))) + 1  # covers the slowest drift
     bars = int(math.ceil(n16_clip / _SIXTEENTHS_PER_BAR)) + 1
-    n16 = bars * _SIXTEENTHS_PER_BAR
-    grid = _grid_times(n16, bpm, rst, rng)  # [n16 + 1]
-    jitter_std = 0.03 * (1.0 - rst)  # seconds
-
-    def at(pos: np.ndarray) -> np.ndarray:
-        pos = np.asarray(pos, dtype=np.int64)
-        return grid[np.clip(pos, 0, n16)] + rng.normal(0.0, jitter_std, pos.shape)
-
-    # ---- harmony: key, mode, chord per bar
-    p_minor = float(np.clip((mnr - 0.2) / 0.6, 0.0, 1.0))
-    p_modulate = 0.3 * (1.0 - ton) ** 1.5
-    p_chromatic_chord = 0.35 * (1.0 - ton)
-    progression = PROGRESSIONS[rng.integers(len(PROGRESSIONS))]
-    register = 55.0 + 24.0 * z["register"]  # melody centre, MIDI
-    chord_centre = register - 10.0
-    bass_centre = 36.0 + 10.0 * z["register"]
-    key = int(rng.integers(12))
-    bar_key = np.empty(bars, dtype=np.int64)
-    bar_minor = rng.random(bars) < p_minor
-    bar_chromatic = np.zeros(bars, dtype=bool)
-    chords: list[list[float]] = []  # chord pitches per bar (MIDI, detuned)
-    chord_degrees: list[tuple[int, ...]] = []  # scale degrees of chord tones (empty: chromatic)
-    bass_roots: list[int] = []
-    for b in range(bars):
-        if b > 0 and rng.random() < p_modulate:
-            key = (key + int(rng.integers(1, 12))) % 12
-        bar_key[b] = key
-        scale = MINOR_SCALE if bar_minor[b] else MAJOR_SCALE
-        if rng.random() < p_chromatic_chord:
-            bar_chromatic[b] = True
-            root = key + int(rng.choice(_CHROMATIC_ROOTS[bool(bar_minor[b])]))
-            pcs = [root, root + 4, root + 7]
-            degrees: tuple[int, ...] = ()
-        else:
-            d = progression[b % len(progression)]
-            degrees = (d, d + 2, d + 4)
-            if rng.random() < dis:
-                degrees += (d + 6,)  # seventh
-            if rng.random() < 0.7 * dis:
-                degrees += (d + 8,)  # ninth
-            pcs = [key + scale[g % 7] for g in degrees]
-            root = pcs[0]
-        if rng.random() < 0.8 * max(0.0, 2.0 * dis - 1.0):  # semitone cluster
-            pcs.append(pcs[int(rng.integers(len(pcs)))] + 1)
-        pitches = sorted(_near(pc % 12, chord_centre) for pc in pcs)
-        detune = rng.normal(0.0, 0.25 * dis, len(pitches))  # semitones (up to ~25 cents)
-        chords.append([p + c for p, c in zip(pitches, detune, strict=True)])
-        chord_degrees.append(degrees)
-        bass_roots.append(_near(root % 12, bass_centre))
-
-    gate_fraction = 1.05 - 0.85 * art  # legato (overlapping) .. staccato
-
-    # ---- melody: onsets on the sixteenth grid
-    density = 0.45 + 0.5 * mel
-    p_pos = np.array([0.95 - 0.45 * rcx, 0.5 * rcx, 0.35 + 0.4 * rcx, 0.5 * rcx]) * density
-    accents = np.array([1.0, 0.7 + 0.25 * rcx, 0.85 + 0.1 * rcx, 0.7 + 0.25 * rcx])
-    bar_masks: list[np.ndarray] = []
-    bar_steps: list[np.ndarray] = []
-    p_step = 0.3 + 0.65 * mel
-    for b in range(bars):
-        if b >= 2 and rng.random() < 0.6 * mel:  # repeat the motif of two bars before
-            bar_masks.append(bar_masks[b - 2])
-            bar_steps.append(bar_steps[b - 2])
-            continue
-        mask = rng.random(_SIXTEENTHS_PER_BAR) < np.tile(p_pos, 4)
-        if b % 2 == 1 and rng.random() < 0.8 * mel:  # phrase breath: rest on the last beat
-            mask[12:] = False
-        if b == 0:
-            mask[0] = True
-        n = int(mask.sum())
-        small = rng.choice(np.array([-1, 1, -2, 2, 0]), n, p=[0.35, 0.35, 0.1, 0.1, 0.1])
-        leap = rng.integers(3, 10, n) * rng.choice(np.array([-1, 1]), n)
-        bar_masks.append(mask)
-        bar_steps.append(np.where(rng.random(n) < p_step, small, leap))
-    span = 7 + round(5 * (1.0 - mel))  # scale degrees either side of the centre
-    mel_pos, mel_pitch, mel_vel, mel_chrom = [], [], [], []
-    degree = 0
-    for b in range(bars):
-        scale = MINOR_SCALE if bar_minor[b] else MAJOR_SCALE
-        key_midi = _near(int(bar_key[b]), register - 5.0)
-        for pos, step in zip(np.flatnonzero(bar_masks[b]), bar_steps[b], strict=True):
-            degree += int(step)
-            if abs(degree) > span:  # reflect back into range
-                degree = int(np.sign(degree)) * (2 * span - abs(degree))
-            if pos % 4 == 0 and chord_degrees[b] and rng.random() < 0.85 * (1.0 - 0.7 * dis):
-                tones = np.array(chord_degrees[b][:3])  # snap to the nearest chord tone
-                cand = tones[:, None] + 7 * np.arange(-3, 4)[None, :]
-                degree = int(cand.flat[np.argmin(np.abs(cand - degree))])
-            pitch = _pitch(key_midi, scale, degree)
-            chromatic = rng.random() < 0.3 * (1.0 - ton)
-            if chromatic:  # push out of the key by a semitone
-                in_key = {(int(bar_key[b]) + s) % 12 for s in scale}
-                pitch += 1 if (pitch + 1) % 12 not in in_key else -1
-            mel_pos.append(b * _SIXTEENTHS_PER_BAR + pos)
-            mel_pitch.append(pitch)
-            acc = accents[pos % 4] + (0.1 if pos == 0 else 0.0)
-            mel_vel.append(acc * rng.uniform(0.9, 1.1))
-            mel_chrom.append(chromatic)
-    mel_on = at(np.array(mel_pos))
-    order = np.argsort(mel_on, kind="stable")
-    mel_on = mel_on[order]
-    mel_pitch_arr = np.array(mel_pitch, dtype=np.float64)[order]
-    mel_pitch_arr += rng.normal(0.0, 0.12 * dis)  # melody slightly out of tune with the chords
-    mel_gate = np.minimum(
-        _gates(mel_on, grid[-1], gate_fraction, 0.03), 4 * _SIXTEENTHS_PER_BAR * 60.0 / bpm / 4
-    )
-    melody = Voice(
-        str(rng.choice(MELODY_TIMBRES)),
-        np.maximum(mel_on, 0.0),
-        mel_gate,
-        mel_pitch_arr[:, None],
-        np.array(mel_vel)[order],
-        0.5,
-    )
-
-    # ---- chords (comping) and bass
-    comp_p = np.zeros(_SIXTEENTHS_PER_BAR)
-    comp_p[[4, 8, 12]] = 0.15 + 0.7 * art
-    comp_p[[2, 6, 10, 14]] = 0.55 * rcx
-    comp_p[1::2] = 0.3 * rcx**2
-    bass_p = np.zeros(_SIXTEENTHS_PER_BAR)
-    bass_p[8] = 0.8
-    bass_p[[4, 12]] = 0.3 + 0.4 * art
-    bass_p[[3, 6, 10, 14]] = 0.45 * rcx
-    chord_events: list[tuple[int, int]] = []  # (grid position, bar of the chord)
-    bass_events: list[tuple[int, int]] = []
-    for b in range(bars):
-        start = b * _SIXTEENTHS_PER_BAR
-        anticipate = b > 0 and rng.random() < 0.5 * rcx  # syncopated chord change on "4 and"
-        chord_events.append((start - 2 if anticipate else start, b))
-        bass_events.append((start - 2 if anticipate else start, b))
-        for pos in np.flatnonzero(rng.random(_SIXTEENTHS_PER_BAR) < comp_p):
-            chord_events.append((start + int(pos), b))
-        for pos in np.flatnonzero(rng.random(_SIXTEENTHS_PER_BAR) < bass_p):
-            bass_events.append((start + int(pos), b))
-    chord_events.sort()
-    bass_events.sort()
-    width = max(len(c) for c in chords)
-    chord_pitch = np.full((len(chord_events), width), np.nan)
-    for i, (_, b) in enumerate(chord_events):
-        chord_pitch[i, : len(chords[b])] = chords[b]
-    ch_on = np.maximum(at(np.array([p for p, _ in chord_events])), 0.0)
-    chord_voice = Voice(
-        str(rng.choice(CHORD_TIMBRES)),
-        ch_on,
-        _gates(ch_on, grid[-1], gate_fraction, 0.04),
-        chord_pitch,
-        rng.uniform(0.8, 1.0, len(chord_events)),
-        0.35,
-    )
-    bass_offsets = rng.choice(np.array([0, 7, 12]), len(bass_events), p=[0.6, 0.25, 0.15])
-    bass_pitch = np.array([bass_roots[b] for _, b in bass_events], dtype=np.float64)
-    bass_pitch += np.where(np.array([p % 16 for p, _ in bass_events]) == 0, 0, bass_offsets)
-    bs_on = np.maximum(at(np.array([p for p, _ in bass_events])), 0.0)
-    bass = Voice(
-        "bass",
-        bs_on,
-        _gates(bs_on, grid[-1], min(gate_fraction, 0.95), 0.05),
-        bass_pitch[:, None],
-        rng.uniform(0.85, 1.0, len(bass_events)),
-        0.45,
-    )
-
-    # ---- drums
-    kick_p = np.zeros(_SIXTEENTHS_PER_BAR)
-    kick_p[[0, 8]] = 1.0
-    kick_p[[3, 6, 10, 11, 14]] = 0.4 * rcx
-    snare_p = np.zeros(_SIXTEENTHS_PER_BAR)
-    snare_p[[4, 12]] = 0.95
-    snare_p[1::2] = 0.2 * rcx
-    hat_p = np.where(np.arange(_SIXTEENTHS_PER_BAR) % 2 == 0, 0.9, 0.9 * rcx)
-    hits = []
-    for kind, p in enumerate((kick_p, snare_p, hat_p)):
-        fire = rng.random((bars, _SIXTEENTHS_PER_BAR)) < p  # [bars, 16]
-        pos = np.flatnonzero(fire.ravel())
-        vel = np.where(pos % 4 == 0, 1.0, 0.65) * rng.uniform(0.85, 1.0, pos.size)
-        if kind == 1:  # ghost notes off the backbeat
-            vel = np.where(np.isin(pos % 16, (4, 12)), vel, 0.3 * vel)
-        hits.append((np.maximum(at(pos), 0.0), np.full(pos.size, kind), vel))
-    drum_on = np.concatenate([h[0] for h in hits])
-    drum_kind = np.concatenate([h[1] for h in hits])
-    drum_vel = np.concatenate([h[2] for h in hits])
-
+    grid = _grid_times(bars * _SIXTEENTHS_PER_BAR, bpm, z["rhythm_stability"], rng)  # [n16 + 1]
+    onsets = _Onsets(grid, 0.03 * (1.0 - z["rhythm_stability"]), bpm, rng)
+    harmony = _harmony(z, bars, rng)
+    melody, melody_chromatic = _melody(z, harmony, onsets, rng)
+    chords, bass = _accompaniment(z, harmony, onsets, rng)
     score = Score(
         seconds=seconds,
         bpm=bpm,
-        voices={"melody": melody, "chords": chord_voice, "bass": bass},
-        drums=(drum_on, drum_kind, drum_vel),
-        bar_key=bar_key,
-        bar_minor=bar_minor,
-        bar_chromatic=bar_chromatic,
-        melody_chromatic=np.array(mel_chrom, dtype=bool)[order],
+        voices={"melody": melody, "chords": chords, "bass": bass},
+        drums=_drums(z, bars, onsets, rng),
+        bar_key=harmony.key,
+        bar_minor=harmony.minor,
+        bar_chromatic=harmony.chromatic,
+        melody_chromatic=melody_chromatic,
         tilt=2.2 - 1.6 * z["brightness"],
         drive=0.5 + 2.5 * z["loudness"],
         drum_gain=0.25 + 0.3 * z["loudness"],
         params=z,
     )
-    assert melody.onset.size > 0 and chord_voice.onset.size >= bars - 1
+    assert melody.onset.size > 0 and chords.onset.size >= bars - 1
     return score
 
 
