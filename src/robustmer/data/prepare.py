@@ -99,6 +99,83 @@ def _previous_spectrograms(out: Path, frontend_dict: dict) -> dict[str, Path]:
     return reuse
 
 
+def _check_settings(norm_stats: str, frames: int, max_repeat: float | None) -> None:
+    """Raise :class:`RobustmerError` for an unknown ``norm_stats``, fewer than 16 frames or a
+    ``max_repeat`` below 1."""
+    if norm_stats not in NORM_STATS:
+        raise RobustmerError(
+            f"norm_stats {norm_stats!r}: unknown; expected one of {', '.join(NORM_STATS)}"
+        )
+    if frames < 16:
+        raise RobustmerError(f"frames {frames}: too few; expected at least 16 frames")
+    if max_repeat is not None and not max_repeat >= 1:
+        raise RobustmerError(f"max_repeat {max_repeat!r}: invalid; expected a number >= 1")
+
+
+def _spectrograms(
+    audio: dict[int, Path], frontend, reuse: dict[str, Path], progress: bool
+) -> tuple[dict[int, np.ndarray], dict[str, dict]]:
+    """Log spectrogram of every clip, re-using those of unchanged files.
+
+    Parameters
+    ----------
+    audio : dict of int to Path
+        Clip file per Set-1 number, in ratings-file order.
+    frontend : robustmer.audio.FrontEndConfig
+    reuse : dict of str to Path
+        Saved spectrogram per source-file SHA-256 (:func:`_previous_spectrograms`).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    spectrograms : dict of int to np.ndarray, float32, shape (T_n, 149)
+    sources : dict of str to dict
+        Per clip (``"NNN"``): source file, its SHA-256 and the spectrogram's frame count.
+    """
+    import torch
+
+    from robustmer.audio import spectrogram_from_file
+    from robustmer.progress import progress_bar
+
+    spectrograms: dict[int, np.ndarray] = {}
+    sources: dict[str, dict] = {}
+    reused = 0
+    with progress_bar(transient=False) as bar:
+        task = bar.add_task("spectrograms", total=len(audio), visible=progress)
+        for n, file in audio.items():
+            digest = sha256_file(file)
+            if digest in reuse:
+                spec = np.load(reuse[digest], allow_pickle=False)
+                reused += 1
+            else:
+                spec = spectrogram_from_file(file, frontend, dtype=torch.float64).numpy()
+            spectrograms[n] = spec.astype(np.float32)
+            sources[f"{n:03d}"] = {"file": str(file), "sha256": digest, "frames": len(spec)}
+            bar.advance(task)
+    logger.info("spectrograms: %d computed, %d re-used", len(audio) - reused, reused)
+    return spectrograms, sources
+
+
+def _excerpts(
+    spectrograms: list[np.ndarray], frames: int, seed: int, normalization
+) -> tuple[np.ndarray, list[int]]:
+    """One normalised excerpt per clip at offsets drawn in order from ``default_rng(seed)``.
+
+    Returns
+    -------
+    excerpts : np.ndarray, float32, shape (N, frames, 149)
+    offsets : list of int
+    """
+    rng = np.random.default_rng(seed)
+    excerpts, offsets = [], []
+    for spec in spectrograms:
+        exc, off = excerpt(spec, frames, rng)
+        excerpts.append(normalization.normalize(exc.astype(np.float64)).astype(np.float32))
+        offsets.append(off)
+    return np.stack(excerpts), offsets
+
+
 def prepare(
     soundtracks: str | Path,
     midlevel: str | Path,
@@ -152,19 +229,9 @@ def prepare(
         Bad settings, an unwritable ``out``, bad data (named by file and line), or a clip
         shorter than ``frames / max_repeat`` frames.
     """
-    import torch
+    from robustmer.audio import FrontEndConfig, Normalization
 
-    from robustmer.audio import FrontEndConfig, Normalization, spectrogram_from_file
-    from robustmer.progress import progress_bar
-
-    if norm_stats not in NORM_STATS:
-        raise RobustmerError(
-            f"norm_stats {norm_stats!r}: unknown; expected one of {', '.join(NORM_STATS)}"
-        )
-    if frames < 16:
-        raise RobustmerError(f"frames {frames}: too few; expected at least 16 frames")
-    if max_repeat is not None and not max_repeat >= 1:
-        raise RobustmerError(f"max_repeat {max_repeat!r}: invalid; expected a number >= 1")
+    _check_settings(norm_stats, frames, max_repeat)
     frontend = frontend or FrontEndConfig()
     out = Path(out)
     check_writable(out, "cache directory")
@@ -174,23 +241,8 @@ def prepare(
     mid = read_midlevel(midlevel, st.ids)
     reuse = _previous_spectrograms(out, frontend.to_dict())
 
-    spectrograms: dict[int, np.ndarray] = {}
-    sources: dict[str, dict] = {}
-    reused = 0
-    with progress_bar(transient=False) as bar:
-        task = bar.add_task("spectrograms", total=len(st.ids), visible=progress)
-        for n in st.ids:
-            file = st.audio[n]
-            digest = sha256_file(file)
-            if digest in reuse:
-                spec = np.load(reuse[digest], allow_pickle=False)
-                reused += 1
-            else:
-                spec = spectrogram_from_file(file, frontend, dtype=torch.float64).numpy()
-            spectrograms[n] = spec.astype(np.float32)
-            sources[f"{n:03d}"] = {"file": str(file), "sha256": digest, "frames": len(spec)}
-            bar.advance(task)
-    logger.info("spectrograms: %d computed, %d re-used", len(st.ids) - reused, reused)
+    audio = {n: st.audio[n] for n in st.ids}
+    spectrograms, sources = _spectrograms(audio, frontend, reuse, progress)
     shortest = min(st.ids, key=lambda n: len(spectrograms[n]))
     _check_repeat(st.audio[shortest], len(spectrograms[shortest]), frames, max_repeat)
 
@@ -199,18 +251,15 @@ def prepare(
     stat_ids = split["train"] if norm_stats == "train" else st.ids
     normalization = Normalization.from_spectrograms(spectrograms[n] for n in stat_ids)
 
-    rng = np.random.default_rng(excerpt_seed)
-    excerpts, offsets = [], []
-    for n in st.ids:
-        exc, off = excerpt(spectrograms[n], frames, rng)
-        excerpts.append(normalization.normalize(exc.astype(np.float64)).astype(np.float32))
-        offsets.append(off)
+    excerpts, offsets = _excerpts(
+        [spectrograms[n] for n in st.ids], frames, excerpt_seed, normalization
+    )
 
     midlevel_files = {p.name: sha256_file(p) for p in find_midlevel_files(midlevel)}
     write_cache(
         out,
         ids=st.ids,
-        excerpts=np.stack(excerpts),
+        excerpts=excerpts,
         emotions=st.ratings / RATING_SCALE,
         midlevel=np.stack([mid[n] for n in st.ids]) / RATING_SCALE,
         split=split,
