@@ -1064,6 +1064,51 @@ def _write_tables(root: Path, numbers: list[int], latents: np.ndarray, seed: int
 _CLIP_FILE = re.compile(r"^\d{3}\.(mp3|wav|flac|ogg)$", re.IGNORECASE)
 
 
+def _write_clips(
+    audio_dir: Path,
+    latents: np.ndarray,
+    seed: int,
+    seconds: float,
+    sample_rate: int,
+    audio_format: str,
+    workers: int,
+) -> set[str]:
+    """Render and encode clips 1..N (``latents`` [N, 11]) into ``audio_dir``, atomically.
+
+    Clips are independent (own random streams), so the thread count changes nothing but the
+    speed; NumPy and libsndfile's encoder release the GIL for most of the work. Returns the
+    file names written.
+    """
+    import soundfile as sf
+
+    fmt, subtype = AUDIO_FORMATS[audio_format]
+
+    def write_clip(k: int) -> str:
+        audio = synthesize_clip(seed, k, seconds, sample_rate, latents[k - 1])  # [samples]
+        path = audio_dir / f"{k:03d}.{audio_format}"
+        with atomic_path(path) as tmp:
+            sf.write(tmp, audio, sample_rate, format=fmt, subtype=subtype)
+        return path.name
+
+    written: set[str] = set()
+    with progress_bar() as bar, ThreadPoolExecutor(max_workers=workers) as pool:
+        task = bar.add_task("synthesising clips", total=len(latents))
+        for name in pool.map(write_clip, range(1, len(latents) + 1)):
+            written.add(name)
+            bar.advance(task)
+    return written
+
+
+def _remove_stale(audio_dir: Path, written: set[str]) -> None:
+    """Delete clip files (``NNN.<audio ext>``) in ``audio_dir`` that are not in ``written``:
+    left from an earlier, larger or other-format data set, the loader would pick them up."""
+    stale = [p for p in audio_dir.iterdir() if _CLIP_FILE.match(p.name) and p.name not in written]
+    for p in stale:
+        p.unlink()
+    if stale:
+        log.warning("removed %d stale clip file(s) from %s", len(stale), audio_dir)
+
+
 def generate_synthetic(
     out: str | Path,
     *,
@@ -1113,8 +1158,6 @@ def generate_synthetic(
     RobustmerError
         For arguments out of range.
     """
-    import soundfile as sf
-
     _validate(clips, seconds, seed, sample_rate, audio_format)
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
@@ -1126,7 +1169,6 @@ def generate_synthetic(
         raise RobustmerError(f"{root}: exists and is not a directory; expected an output directory")
     audio_dir = root / "soundtracks" / "Set1"
     audio_dir.mkdir(parents=True, exist_ok=True)
-    fmt, subtype = AUDIO_FORMATS[audio_format]
     started = time.perf_counter()
 
     numbers = list(range(1, clips + 1))
@@ -1134,28 +1176,8 @@ def generate_synthetic(
     ratings_csv, metadata_csv, annotations_csv = _write_tables(
         root, numbers, latents, seed, seconds
     )
-
-    def write_clip(k: int) -> str:
-        audio = synthesize_clip(seed, k, seconds, sample_rate, latents[k - 1])  # [samples]
-        path = audio_dir / f"{k:03d}.{audio_format}"
-        with atomic_path(path) as tmp:
-            sf.write(tmp, audio, sample_rate, format=fmt, subtype=subtype)
-        return path.name
-
-    # Clips are independent (own random streams), so threads change nothing but the speed;
-    # NumPy and libsndfile's encoder release the GIL for most of the work.
-    written: set[str] = set()
-    with progress_bar() as bar, ThreadPoolExecutor(max_workers=workers) as pool:
-        task = bar.add_task("synthesising clips", total=clips)
-        for name in pool.map(write_clip, numbers):
-            written.add(name)
-            bar.advance(task)
-
-    stale = [p for p in audio_dir.iterdir() if _CLIP_FILE.match(p.name) and p.name not in written]
-    for p in stale:
-        p.unlink()
-    if stale:
-        log.warning("removed %d stale clip file(s) from %s", len(stale), audio_dir)
+    written = _write_clips(audio_dir, latents, seed, seconds, sample_rate, audio_format, workers)
+    _remove_stale(audio_dir, written)
     elapsed = time.perf_counter() - started
     log.info(
         "wrote %d synthetic clips (%.0f s of audio) to %s in %.1f s",
