@@ -143,6 +143,36 @@ class Cache:
         return x, emo, mid, list(self.split[split])
 
 
+def _check_contents(
+    ids: list[int],
+    excerpts: np.ndarray,
+    emotions: np.ndarray,
+    midlevel: np.ndarray,
+    split: dict[str, list[int]],
+) -> None:
+    """Raise :class:`RobustmerError` unless the arrays have one row per clip id (excerpts
+    [N, frames, bands], emotions [N, 8], mid-level [N, 7]) and every split exists and names
+    only known clip ids."""
+    n = len(ids)
+    expected = {
+        "excerpts": (excerpts, (n, *excerpts.shape[1:]) if excerpts.ndim == 3 else (n, -1, -1)),
+        "emotions": (emotions, (n, len(EMOTIONS))),
+        "midlevel": (midlevel, (n, len(MIDLEVEL_FEATURES))),
+    }
+    for name, (array, shape) in expected.items():
+        if array.shape != shape:
+            raise RobustmerError(
+                f"cache {name}: shape {array.shape}; expected {shape} for {n} clip ids"
+            )
+    known = set(ids)
+    for name in SPLITS:
+        if name not in split:
+            raise RobustmerError(f"split has no {name!r} part; expected {', '.join(SPLITS)}")
+        unknown = [i for i in split[name] if i not in known]
+        if unknown:
+            raise RobustmerError(f"split {name!r} names unknown clip ids {unknown[:5]}")
+
+
 def write_cache(
     out: str | Path,
     *,
@@ -188,23 +218,7 @@ def write_cache(
     excerpts = np.asarray(excerpts, dtype=np.float32)
     emotions = np.asarray(emotions, dtype=np.float32)
     midlevel = np.asarray(midlevel, dtype=np.float32)
-    expected = {
-        "excerpts": (excerpts, (n, *excerpts.shape[1:]) if excerpts.ndim == 3 else (n, -1, -1)),
-        "emotions": (emotions, (n, len(EMOTIONS))),
-        "midlevel": (midlevel, (n, len(MIDLEVEL_FEATURES))),
-    }
-    for name, (array, shape) in expected.items():
-        if array.shape != shape:
-            raise RobustmerError(
-                f"cache {name}: shape {array.shape}; expected {shape} for {n} clip ids"
-            )
-    known = set(ids)
-    for name in SPLITS:
-        if name not in split:
-            raise RobustmerError(f"split has no {name!r} part; expected {', '.join(SPLITS)}")
-        unknown = [i for i in split[name] if i not in known]
-        if unknown:
-            raise RobustmerError(f"split {name!r} names unknown clip ids {unknown[:5]}")
+    _check_contents(ids, excerpts, emotions, midlevel, split)
     manifest: dict[str, Any] = {
         "format": CACHE_FORMAT,
         "version": CACHE_VERSION,
