@@ -1,0 +1,135 @@
+"""Cross-run attack batching (robustmer.attacks.stack): R runs attacked in one batch.
+
+Every registered attack, on R = 3 models of the real architecture (BatchNorm with running
+statistics), gives each clip the same numbers whether the runs are attacked one at a time
+or stacked into one batch of R · B clips (to float rounding: the stacked convolutions are
+grouped convolutions); the paper attack's early stopping is checked with a raised threshold
+floor so that clips converge at different iterations.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robustmer.attacks import ATTACKS, AttackConfig, attack_config, build_attack
+from robustmer.attacks import paper as paper_module
+from robustmer.attacks.base import fixed_shape
+from robustmer.attacks.stack import StackedModel, split_result, stack_rows
+from robustmer.errors import RobustmerError
+from robustmer.models import build_model
+
+R, B = 3, 4
+
+CONFIGS: dict[str, list[AttackConfig]] = {
+    "paper": [
+        attack_config("paper", steps=6),
+        attack_config("paper", steps=5, mode="bounded", epsilon=0.05),
+    ],
+    "pgd": [
+        attack_config("pgd", epsilon=0.05, steps=4, restarts=2, random_start=True),
+        attack_config("pgd", epsilon=0.5, norm="l2", steps=3),
+    ],
+    "apgd": [attack_config("apgd", epsilon=0.05, steps=5, restarts=2)],
+    "noise": [attack_config("noise", epsilon=0.05, restarts=3)],
+}
+"""Settings tested per attack; every registered attack must be here."""
+
+
+def _runs(arch: str = "a2b2e") -> list[torch.nn.Module]:
+    models = []
+    for seed in range(R):
+        torch.manual_seed(seed)
+        model = build_model(arch, width=0.125)
+        with torch.no_grad():  # non-trivial running statistics, as after training
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.3, 0.3)
+                    m.running_var.uniform_(0.5, 2.0)
+        models.append(model)
+    return models
+
+
+def _data() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    g = torch.Generator().manual_seed(5)
+    xs = [torch.randn(B, 1, 16, 149, generator=g) for _ in range(R)]
+    ys = [0.2 + 0.6 * torch.rand(B, 8, generator=g) for _ in range(R)]
+    return xs, ys
+
+
+def _compare(one, stacked) -> None:
+    for name in ("iterations", "converged"):
+        assert torch.equal(getattr(one, name), getattr(stacked, name)), name
+    close = {"rtol": 1e-4, "atol": 1e-5}
+    for name in ("pred_clean", "pred", "pred_of_x_adv", "midlevel_clean", "midlevel_adv"):
+        a, b = getattr(one, name), getattr(stacked, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            torch.testing.assert_close(a, b, **close, msg=name)
+    torch.testing.assert_close(one.x_adv, stacked.x_adv, **close)
+    torch.testing.assert_close(one.l2, stacked.l2, **close)
+    torch.testing.assert_close(one.linf, stacked.linf, **close)
+    torch.testing.assert_close(one.threshold, stacked.threshold, equal_nan=True)
+    if one.loss is not None:
+        torch.testing.assert_close(one.loss, stacked.loss, **close)
+
+
+def _both(config: AttackConfig, models, xs, ys):
+    alone = [build_attack(config, m)(x, y) for m, x, y in zip(models, xs, ys, strict=True)]
+    stacked = StackedModel(models)
+    together = build_attack(config, stacked)(stack_rows(xs), stack_rows(ys))
+    return alone, together
+
+
+def test_every_registered_attack_is_tested() -> None:
+    assert set(CONFIGS) == set(ATTACKS)
+
+
+@pytest.mark.parametrize(
+    "config", [c for configs in CONFIGS.values() for c in configs], ids=lambda c: c.label()
+)
+def test_stacked_equals_one_run_at_a_time(config: AttackConfig) -> None:
+    models = _runs()
+    xs, ys = _data()
+    alone, together = _both(config, models, xs, ys)
+    parts = split_result(together, R)
+    assert len(parts) == R and all(len(p) == B for p in parts)
+    for one, part in zip(alone, parts, strict=True):
+        _compare(one, part)
+    assert sum(p.model_passes for p in parts) == together.model_passes
+
+
+def test_paper_early_stopping_masked_not_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clips converging at different iterations: frozen in the stacked batch, dropped alone."""
+    monkeypatch.setattr(paper_module, "THRESHOLD_FLOOR", 0.35)
+    models = _runs("a2e")
+    xs, ys = _data()
+    config = attack_config("paper", steps=8)
+    alone, together = _both(config, models, xs, ys)
+    its = torch.cat([a.iterations for a in alone])
+    assert bool(torch.cat([a.converged for a in alone]).any()) and len(set(its.tolist())) > 1
+    for one, part in zip(alone, split_result(together, R), strict=True):
+        _compare(one, part)
+
+
+def test_stacked_model_outputs_and_checks() -> None:
+    models = _runs("a2m2e")
+    stacked = StackedModel(models)
+    assert fixed_shape(stacked) and not fixed_shape(models[0])
+    assert not stacked.training and all(m.training for m in models)  # models untouched
+    xs, _ = _data()
+    emotions, mid = stacked(stack_rows(xs))
+    for r, (m, x) in enumerate(zip(models, xs, strict=True)):
+        out = m.eval()(x)
+        torch.testing.assert_close(emotions[r * B : (r + 1) * B], out.emotions, atol=1e-5, rtol=0)
+        torch.testing.assert_close(mid[r * B : (r + 1) * B], out.midlevel, atol=1e-5, rtol=0)
+    assert stacked(torch.randn(R, 1, 16, 149))[1] is not None
+    assert StackedModel(_runs("a2e"))(stack_rows(xs))[1] is None
+    with pytest.raises(RobustmerError, match="multiple of the 3 stacked runs"):
+        stacked(torch.randn(R * B - 1, 1, 16, 149))
+    with pytest.raises(RobustmerError, match="differ in parameters"):
+        StackedModel([models[0], build_model("a2e", width=0.125)])
+    with pytest.raises(RobustmerError, match="cannot be trained"):
+        stacked.train()
+    with pytest.raises(RobustmerError, match="same number of clips"):
+        stack_rows([torch.zeros(2, 3), torch.zeros(3, 3)])
