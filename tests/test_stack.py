@@ -133,3 +133,113 @@ def test_stacked_model_outputs_and_checks() -> None:
         stacked.train()
     with pytest.raises(RobustmerError, match="same number of clips"):
         stack_rows([torch.zeros(2, 3), torch.zeros(3, 3)])
+
+
+# ------------------------------------------------------------ runs, CLI and study
+SEEDS = (6, 7)
+
+
+@pytest.fixture(scope="module")
+def stacked_study(tiny_cache, tmp_path_factory: pytest.TempPathFactory):
+    """One tiny study of A2E with two seeds, its attacks stacked, with the paper attack and
+    PGD with random starts."""
+    from conftest import tiny_profile
+
+    from robustmer.attacks.execution import Execution
+    from robustmer.study import run_study
+
+    profile = tiny_profile(
+        systems=("A2E",),
+        seeds=SEEDS,
+        attacks=(
+            attack_config("paper", steps=3),
+            attack_config("pgd", epsilon=0.05, steps=2, random_start=True),
+        ),
+    )
+    out = tmp_path_factory.mktemp("stacked") / "study"
+    run_study(
+        out, data=tiny_cache, profile=profile, device="cpu", jobs=1, threads=1, progress=False,
+        execution=Execution(stack_runs=True),
+    )
+    return out, profile
+
+
+def test_study_stacks_a_systems_seeds(stacked_study, tmp_path) -> None:
+    from robustmer._io import read_json
+    from robustmer.evaluation import attack_run
+    from robustmer.records import AttackSummary, attack_dir, read_clips
+
+    out, profile = stacked_study
+    doc = read_json(out / "study.json")
+    keys = [a.key() for a in profile.attacks]
+    assert [u for u in doc["plan"] if u.startswith("attack/")] == [f"attack/A2E/{k}" for k in keys]
+    assert doc["settings"]["execution"] == {"stack_runs": True, "compile": "none"}
+    assert all(doc["units"][u]["state"] == "done" for u in doc["plan"])
+    for seed in SEEDS:
+        run = out / "runs" / f"A2E-seed{seed}"
+        for config in profile.attacks:
+            stacked = AttackSummary.read(attack_dir(run, config.key()) / "summary.json")
+            assert stacked.cost.execution == "stacked x2"
+            alone = attack_run(
+                run, config, device="cpu", progress=False, out=tmp_path / f"{seed}-{config.name}"
+            )
+            assert alone.cost.execution == "eager"
+            a = read_clips(attack_dir(run, config.key()))
+            b = read_clips(tmp_path / f"{seed}-{config.name}")
+            assert list(a.columns) == list(b.columns) and a["clip_id"].tolist() == b[
+                "clip_id"
+            ].tolist()
+            numeric = a.select_dtypes("number").columns
+            assert (a[numeric] - b[numeric]).abs().max().max() < 1e-4
+            assert stacked.identity() == alone.identity()
+
+
+def test_study_resumes_and_refuses_other_execution(stacked_study) -> None:
+    from robustmer.attacks.execution import Execution
+    from robustmer.study import run_study
+
+    out, profile = stacked_study
+    before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/attacks/*/summary.json")}
+    run_study(
+        out, profile=profile, device="cpu", jobs=1, threads=1, progress=False,
+        execution=Execution(stack_runs=True), data=_cache_of(out),
+    )
+    after = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/attacks/*/summary.json")}
+    assert before == after and len(before) == 4  # nothing attacked again
+    with pytest.raises(RobustmerError, match="execution"):
+        run_study(
+            out, profile=profile, device="cpu", jobs=1, threads=1, progress=False,
+            data=_cache_of(out),
+        )
+
+
+def _cache_of(study):
+    from robustmer._io import read_json
+    from robustmer.study.run import recorded_path
+
+    return recorded_path(read_json(study / "study.json")["data"]["cache"], study)
+
+
+def test_cli_attack_several_runs(stacked_study, capsys: pytest.CaptureFixture) -> None:
+    from robustmer.cli import main
+    from robustmer.records import AttackSummary, attack_dir
+
+    out, _ = stacked_study
+    runs = [str(out / "runs" / f"A2E-seed{seed}") for seed in SEEDS]
+    args = ["attack", "--set", "steps=2", "--device", "cpu", "--stack-runs"]
+    for run in runs:
+        args += ["--run", run]
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code in (0, None)
+    text = capsys.readouterr().out
+    assert text.count("(stacked x2)") == 2
+    for run in runs:
+        summary = AttackSummary.read(
+            attack_dir(run, attack_config("paper", steps=2).key()) / "summary.json"
+        )
+        assert summary.cost.execution == "stacked x2"
+    for bad in (["--out", "x"], ["--compile", "cuda-graphs"], ["--compile", "fast"]):
+        with pytest.raises(SystemExit) as info:
+            main([*args, *bad])
+        assert info.value.code == 2

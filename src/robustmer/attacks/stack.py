@@ -53,10 +53,10 @@ class StackedModel(nn.Module):
     -----
     ``forward(x)`` takes ``x [R · B, ...]`` and returns a
     :class:`robustmer.models.MEROutput` ``(emotions [R · B, 8], midlevel [R · B, 7] |
-    None)`` whatever the models return (a tensor: no midlevel); a batch whose size is not a multiple of R is a
-    :class:`RobustmerError`. :attr:`fixed_shape` is True: an attack keeps finished clips in
-    the batch (:func:`robustmer.attacks.base.fixed_shape`), since rows belong to runs by
-    position.
+    None)`` whatever the models return (a tensor: no midlevel); a batch whose size is not
+    a multiple of R is a :class:`RobustmerError`. :attr:`fixed_shape` is True: an attack
+    keeps finished clips in the batch (:func:`robustmer.attacks.base.fixed_shape`), since
+    rows belong to runs by position.
     """
 
     fixed_shape = True
