@@ -243,3 +243,24 @@ def test_cli_attack_several_runs(stacked_study, capsys: pytest.CaptureFixture) -
         with pytest.raises(SystemExit) as info:
             main([*args, *bad])
         assert info.value.code == 2
+
+
+def test_stacked_waveform_models() -> None:
+    """Runs wrapped as waveform models (front end inside) stack too: an SNR-bounded PGD."""
+    from robustmer.audio import FrontEndConfig, Normalization
+    from robustmer.models import WaveformModel
+
+    models = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        net = build_model("a2e", width=0.0625)
+        models.append(WaveformModel(net, FrontEndConfig(), Normalization(0.4, 0.25), 16))
+    g = torch.Generator().manual_seed(0)
+    xs = [0.3 * torch.rand(2, models[0].samples, generator=g) - 0.15 for _ in models]
+    ys = [torch.rand(2, 8, generator=g) for _ in models]
+    config = attack_config("pgd", epsilon=0.01, steps=2, domain="waveform", snr_db=30.0)
+    alone = [build_attack(config, m)(x, y) for m, x, y in zip(models, xs, ys, strict=True)]
+    together = build_attack(config, StackedModel(models))(stack_rows(xs), stack_rows(ys))
+    for one, part in zip(alone, split_result(together, 2), strict=True):
+        _compare(one, part)
+        torch.testing.assert_close(one.snr_db, part.snr_db)
