@@ -51,6 +51,7 @@ def attack(
         list[Path],
         typer.Option(
             "--run",
+            metavar="RUN",
             help="Training run directory; repeat it to attack several runs (see --stack-runs).",
         ),
     ],
