@@ -199,6 +199,10 @@ class Cost(_Fields):
     epochs_run, adversarial_epochs, validation_clip_passes, optimizer_steps,
     adversarial_steps, attack_calls : int
         Training only (0 for an attack).
+    execution : str
+        Attack only: how it was computed (``robustmer.attacks.execution.Execution.label``),
+        e.g. ``eager`` or ``stacked x10, compiled (default)``; a stacked attack's wall time
+        and passes are its run's equal share of the batch's.
     """
 
     wall_seconds: float
@@ -214,6 +218,7 @@ class Cost(_Fields):
     optimizer_steps: int = 0
     adversarial_steps: int = 0
     attack_calls: int = 0
+    execution: str = "eager"
 
 
 @dataclasses.dataclass(frozen=True)

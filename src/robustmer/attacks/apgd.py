@@ -38,10 +38,15 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from robustmer.attacks.base import Attack, ProgressCallback, model_outputs, report_progress
+from robustmer.attacks.base import (
+    Attack,
+    ProgressCallback,
+    autocast,
+    model_outputs,
+    report_progress,
+)
 from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
-from robustmer.attacks.noise import random_in_ball
-from robustmer.attacks.pgd import NORMS, check_ball
+from robustmer.attacks.pgd import NORMS, check_ball, check_precision, random_in_ball
 from robustmer.attacks.result import AttackResult, clip_pearson, mse_per_clip
 from robustmer.errors import RobustmerError
 
@@ -92,6 +97,9 @@ class APGDConfig(AttackConfig):
         Fraction of successful steps below which the step size is halved, in (0, 1].
     momentum : float
         ``α``, the weight of the new step against the previous update, in (0, 1].
+    precision : str
+        ``"fp32"`` (default) or ``"bf16"`` (forward and backward passes under bf16 autocast;
+        part of the storage key when not the default). Keyword-only.
     """
 
     name: ClassVar[str] = "apgd"
@@ -104,10 +112,12 @@ class APGDConfig(AttackConfig):
     loss: str = "mse"
     rho: float = 0.75
     momentum: float = 0.75
+    precision: str = dataclasses.field(default="fp32", kw_only=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_ball(self)
+        check_precision(self)
         check_int(self, "steps", self.steps, minimum=1)
         check_choice(self, "loss", self.loss, LOSSES)
         if self.target is not None:
@@ -145,11 +155,15 @@ def _evaluate(
     delta: torch.Tensor,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     need_grad: bool,
+    precision: str = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Per-clip loss ``[B]``, its gradient w.r.t. δ ``[B, 1, F, T]`` (or None) and ``f(x + δ)``."""
+    """Per-clip loss ``[B]``, its gradient w.r.t. δ ``[B, 1, F, T]`` (or None) and ``f(x + δ)``
+    (float32; the model runs under autocast for ``precision`` ``"bf16"``)."""
     d = delta.detach().requires_grad_(need_grad)  # [B, 1, F, T]
     with torch.set_grad_enabled(need_grad):
-        p, _ = model_outputs(model(x + d))  # [B, 8]
+        with autocast(x.device, precision):
+            p, _ = model_outputs(model(x + d))  # [B, 8]
+        p = p.float()
         loss = loss_fn(p, y)  # [B]
     grad = torch.autograd.grad(loss.sum(), d)[0] if need_grad else None
     return loss.detach(), grad, p.detach()
@@ -180,7 +194,7 @@ def apgd_run(
         d = ops.project(d, eps)
         return d if constrain is None else constrain(x, d)
     loss_fn, checks = LOSSES[config.loss], set(checkpoints(n))
-    loss, grad, p = _evaluate(model, x, y, delta, loss_fn, True)
+    loss, grad, p = _evaluate(model, x, y, delta, loss_fn, True, config.precision)
     if report is not None:
         report(p)
     best, best_loss, best_grad = delta.clone(), loss.clone(), grad
@@ -190,7 +204,7 @@ def apgd_run(
     reduced = torch.zeros_like(loss, dtype=torch.bool)  # [B], halved at the last checkpoint
     best_at_check, last_check = best_loss.clone(), 0
     for k in range(1, n + 1):
-        new_loss, grad, p = _evaluate(model, x, y, delta, loss_fn, k < n)
+        new_loss, grad, p = _evaluate(model, x, y, delta, loss_fn, k < n, config.precision)
         if report is not None:
             report(p)
         successes += (new_loss > loss).to(successes.dtype)
@@ -241,8 +255,10 @@ class APGD(Attack):
             if callback is not None:
                 report_progress(callback, calls[0], b, clip_pearson(p, y))
 
-        with torch.no_grad():
+        with torch.no_grad(), autocast(x.device, cfg.precision):
             pred_clean, mid_clean = model_outputs(model(x))  # [B, 8], [B, 7] | None
+        pred_clean = pred_clean.float()
+        mid_clean = None if mid_clean is None else mid_clean.float()
         best_delta = torch.zeros_like(x)  # [B, 1, F, T]
         best_loss = torch.full((b,), -math.inf, device=x.device, dtype=x.dtype)  # [B]
         for restart in range(cfg.restarts):
@@ -256,8 +272,9 @@ class APGD(Attack):
             best_loss = torch.where(better, loss, best_loss)
             best_delta = torch.where(_bcast(better, x), found, best_delta)
         x_adv = self.domain.adversarial(x, best_delta)  # [B, 1, F, T] or [B, samples]
-        with torch.no_grad():
+        with torch.no_grad(), autocast(x.device, cfg.precision):
             pred, mid = model_outputs(model(x_adv))  # [B, 8], [B, 7] | None
+        pred, mid = pred.float(), None if mid is None else mid.float()
         return self.result(
             x, best_delta, x_adv, start=start,
             pred_clean=pred_clean, midlevel_clean=mid_clean, pred=pred, midlevel_adv=mid,

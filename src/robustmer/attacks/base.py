@@ -9,6 +9,7 @@ mid-level output).
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import math
 import time
@@ -26,8 +27,11 @@ from robustmer.errors import RobustmerError
 from robustmer.names import EMOTIONS
 
 __all__ = [
+    "PRECISIONS",
     "Attack",
     "ProgressCallback",
+    "autocast",
+    "fixed_shape",
     "float_floor",
     "model_outputs",
     "report_progress",
@@ -40,6 +44,35 @@ ProgressCallback = Callable[[int, int, float], None]
 """``callback(iteration, n_active, mean_r)``: called once per attack iteration with the
 iteration number (from 1), the number of clips still being attacked and their mean Pearson
 correlation between prediction and true ratings (NaN if undefined)."""
+
+
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+"""Autocast dtype per ``precision`` setting of the gradient attacks (``None``: plain float32)."""
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for a ``precision`` of :data:`PRECISIONS` (a no-op for ``fp32``).
+
+    Model outputs computed inside are cast back to float32 by the attacks before any loss,
+    correlation or update, so only the model's forward and backward passes run in bf16.
+    """
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def fixed_shape(model: nn.Module) -> bool:
+    """Whether ``model`` must see the same batch shape in every call of an attack.
+
+    True for a model that stacks several runs (:class:`robustmer.attacks.stack.StackedModel`:
+    rows belong to runs by position) or is compiled
+    (:func:`robustmer.attacks.execution.prepare_model`: a new shape would recompile it). An
+    attack that drops finished clips from its batch (the paper attack's early stopping) then
+    keeps them in the batch and masks them out of every update instead; each clip's result
+    is the same, up to float rounding.
+    """
+    return bool(getattr(model, "fixed_shape", False))
 
 
 def model_outputs(out: object) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -7,14 +7,14 @@ gradient masking (Carlini et al., 2019, "On Evaluating Adversarial Robustness"),
 :mod:`robustmer.evaluation.checks` tests.
 
 The random draws of a clip come from a CPU generator seeded with the attack's ``seed``, the
-draw number and a hash of the clip's input (:func:`clip_generator`), so a clip's result does
-not depend on its batch-mates, the batch size or the device.
+draw number and a hash of the clip's input (:func:`robustmer.attacks.pgd.clip_generator`,
+re-exported here), so a clip's result does not depend on its batch-mates, the batch size or
+the device.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import time
 from typing import ClassVar
@@ -23,7 +23,7 @@ import torch
 
 from robustmer.attacks.base import Attack, ProgressCallback, model_outputs, report_progress
 from robustmer.attacks.config import AttackConfig
-from robustmer.attacks.pgd import NORMS, check_ball
+from robustmer.attacks.pgd import check_ball, clip_generator, random_in_ball
 from robustmer.attacks.result import AttackResult, clip_pearson, mse_per_clip
 from robustmer.errors import RobustmerError
 
@@ -58,43 +58,6 @@ class NoiseConfig(AttackConfig):
         check_ball(self)
         if self.target is not None:
             raise RobustmerError(f"attack 'noise' target {self.target!r}: expected no target")
-
-
-def clip_generator(x_clip: torch.Tensor, seed: int, stream: int) -> torch.Generator:
-    """CPU generator for one clip's random draws.
-
-    Seeded with SHA-256 of ``(seed, stream, the clip's float32 bytes)``, so the draws depend on
-    the clip's content and not on its position in a batch or the device it lives on.
-
-    Parameters
-    ----------
-    x_clip : torch.Tensor, shape [1, F, T]
-        One clip's input.
-    seed : int
-        The attack's seed.
-    stream : int
-        Which draw (restart) of the attack this generator serves.
-    """
-    h = hashlib.sha256(f"{seed}:{stream}:".encode())
-    h.update(x_clip.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return torch.Generator(device="cpu").manual_seed(int.from_bytes(h.digest()[:8], "little") >> 1)
-
-
-def random_in_ball(
-    x: torch.Tensor, norm: str, epsilon: float, seed: int, stream: int
-) -> torch.Tensor:
-    """Per-clip uniform draws from the ε-ball, ``[B, 1, F, T]`` like ``x`` (dtype, device).
-
-    Each clip's draw comes from :func:`clip_generator`; float32 rounding is projected back
-    into the ball.
-    """
-    ops = NORMS[norm]
-    draws = [
-        ops.random((1, *x.shape[1:]), epsilon, clip_generator(x[i], seed, stream))  # [1, 1, F, T]
-        for i in range(x.shape[0])
-    ]
-    delta = torch.cat(draws).to(device=x.device, dtype=x.dtype)  # [B, 1, F, T]
-    return ops.project(delta, epsilon)
 
 
 class Noise(Attack):

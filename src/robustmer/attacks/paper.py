@@ -41,7 +41,10 @@ Batching: the whole batch is attacked at once. Every clip has its own Adam momen
 clips start together and a clip leaves the batch when it converges, the Adam step count is
 the same for every clip still active. Converged clips are dropped from later forward passes.
 The MSE is a per-clip mean over the 8 emotions (summed over clips), so a clip's gradient, and
-with the model in eval mode its whole result, does not depend on its batch-mates.
+with the model in eval mode its whole result, does not depend on its batch-mates. A model
+that needs one batch shape throughout (:func:`robustmer.attacks.base.fixed_shape`: several
+runs stacked, or a compiled model) keeps converged clips in the forward passes instead and
+masks them out of every update, which gives each clip the same result up to float rounding.
 
 Only ``precision="fp32"`` is promised to match the reference; ``"bf16"`` runs the forward
 and backward passes under ``torch.autocast(dtype=torch.bfloat16)`` for speed.
@@ -49,7 +52,6 @@ and backward passes under ``torch.autocast(dtype=torch.bfloat16)`` for speed.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import time
@@ -58,8 +60,11 @@ from typing import ClassVar
 import torch
 
 from robustmer.attacks.base import (
+    PRECISIONS,
     Attack,
     ProgressCallback,
+    autocast,
+    fixed_shape,
     float_floor,
     model_outputs,
     report_progress,
@@ -119,10 +124,6 @@ MODES: dict[str, PaperMode] = {
     "bounded": PaperMode(bounded=True, pred_from_last_pass=False, reinit_at_zero=False),
 }
 """Registry of the paper attack's modes."""
-
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
-"""Autocast dtype per precision name (``None``: plain float32)."""
-
 
 @dataclasses.dataclass(frozen=True)
 class PaperConfig(AttackConfig):
@@ -268,10 +269,28 @@ def adam_step(
     param.addcdiv_(exp_avg, denom, value=-step_size)
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+@dataclasses.dataclass
+class _Track:
+    """Per-clip state of the whole batch ``[B]`` (compacted state lives in the loop)."""
+
+    best: torch.Tensor  # [B, 1, F, T] best δ per clip
+    tau: torch.Tensor  # [B] float64 thresholds
+    iterations: torch.Tensor  # [B] int64
+    converged: torch.Tensor  # [B] bool
+    pred_last: torch.Tensor  # [B, 8] prediction of the last forward pass
+    mid_last: torch.Tensor | None  # [B, 7]
+
+    @classmethod
+    def start(cls, x: torch.Tensor, pred: torch.Tensor, mid: torch.Tensor | None) -> _Track:
+        b, device = x.shape[0], x.device
+        return cls(
+            best=torch.zeros_like(x),
+            tau=torch.full((b,), float("nan"), dtype=torch.float64, device=device),
+            iterations=torch.zeros(b, dtype=torch.int64, device=device),
+            converged=torch.zeros(b, dtype=torch.bool, device=device),
+            pred_last=pred.clone(),
+            mid_last=None if mid is None else mid.float().clone(),
+        )
 
 
 class PaperAttack(Attack):
@@ -289,84 +308,95 @@ class PaperAttack(Attack):
     ) -> AttackResult:
         """Attack a checked batch ``x [B, 1, F, T]``, ``y [B, 8]``; see the class docs."""
         start = time.perf_counter()
-        config = self.config
-        model, mode = self.model, MODES[config.mode]
-        amp = PRECISIONS[config.precision]
-        # clamp to the largest float of x's dtype not above ε, so |δ| ≤ ε holds exactly
-        bound = None if config.epsilon is None else float_floor(config.epsilon, x.dtype)
+        model, precision = self.model, self.config.precision
         b, device = x.shape[0], x.device
-
-        with torch.no_grad(), _autocast(device, amp):
+        with torch.no_grad(), autocast(device, precision):
             pred_clean, mid_clean = model_outputs(model(x))  # [B, 8], [B, 7] | None
         pred_clean = pred_clean.float()
-        passes = b
+        track = _Track.start(x, pred_clean, mid_clean)
+        passes = b + self._iterate(x, y, track, callback)
 
-        best = torch.zeros_like(x)  # [B, 1, F, T] best δ per clip
-        tau = torch.full((b,), float("nan"), dtype=torch.float64, device=device)  # [B]
-        iterations = torch.zeros(b, dtype=torch.int64, device=device)  # [B]
-        converged = torch.zeros(b, dtype=torch.bool, device=device)  # [B]
-        pred_last = pred_clean.clone()  # [B, 8]
-        mid_last = None if mid_clean is None else mid_clean.float().clone()  # [B, 7]
+        x_adv = self.domain.adversarial(x, track.best)  # [B, 1, F, T] or [B, samples]
+        with torch.no_grad(), autocast(device, precision):
+            pred_adv, mid_adv = model_outputs(model(x_adv))  # [B, 8], [B, 7] | None
+        pred_adv = pred_adv.float()
+        mid_adv = None if mid_adv is None else mid_adv.float()
+        passes += b
+        if MODES[self.config.mode].pred_from_last_pass:
+            pred, mid_reported = track.pred_last, track.mid_last
+        else:
+            pred, mid_reported = pred_adv, mid_adv
 
-        # compact state of the clips still active; pos maps them to batch positions
-        pos = torch.arange(b, device=device)  # [A]
+        return self.result(
+            x, track.best, x_adv, start=start,
+            pred_clean=pred_clean, midlevel_clean=mid_clean,
+            pred=pred, midlevel_adv=mid_reported, pred_of_x_adv=pred_adv,
+            iterations=track.iterations, converged=track.converged, threshold=track.tau,
+            model_passes=passes,
+        )
+
+    def _iterate(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        track: _Track,
+        callback: ProgressCallback | None,
+    ) -> int:
+        """The attack's iterations, updating ``track``; returns the forward clip passes.
+
+        Converged clips leave the compact state (``pos`` maps it to batch positions), or,
+        for a :func:`fixed_shape` model, stay in it with ``active`` False.
+        """
+        config, model, mode = self.config, self.model, MODES[self.config.mode]
+        compact = not fixed_shape(model)
+        # clamp to the largest float of x's dtype not above ε, so |δ| ≤ ε holds exactly
+        bound = None if config.epsilon is None else float_floor(config.epsilon, x.dtype)
+        pos = torch.arange(x.shape[0], device=x.device)  # [A]
+        active = torch.ones_like(pos, dtype=torch.bool)  # [A]
         xa, ya = x, y  # [A, 1, F, T], [A, 8]
         delta = torch.zeros_like(x)  # [A, 1, F, T]
         exp_avg = torch.zeros_like(x)  # [A, 1, F, T]
         exp_avg_sq = torch.zeros_like(x)  # [A, 1, F, T]
-        tau_a = tau.clone()  # [A]
-
+        tau_a = track.tau.clone()  # [A]
+        passes = 0
         for it in range(1, config.steps + 1):
             last = it == config.steps  # the final step's δ would never be evaluated
             d = delta.detach().requires_grad_(not last)  # [A, 1, F, T]
-            with torch.set_grad_enabled(not last), _autocast(device, amp):
+            with torch.set_grad_enabled(not last), autocast(x.device, config.precision):
                 p, mid = model_outputs(model(xa + d))  # [A, 8], [A, 7] | None
             p = p.float()
             passes += len(pos)
 
             r = clip_pearson(p, ya)  # [A] float64
-            tau_a, reached, stop = update_threshold(r, tau_a, reinit_at_zero=mode.reinit_at_zero)
+            tau_new, reached, stop = update_threshold(r, tau_a, reinit_at_zero=mode.reinit_at_zero)
+            tau_a = torch.where(active, tau_new, tau_a)  # [A]
+            reached, stop = reached & active, stop & active  # [A], [A]
             if not config.early_stop:
                 stop = torch.zeros_like(stop)
-            best[pos[reached]] = delta[reached]
-            pred_last[pos] = p.detach()
-            if mid_last is not None and mid is not None:
-                mid_last[pos] = mid.detach().float()
-            iterations[pos] = it
-            tau[pos] = tau_a
-            converged[pos[stop]] = True
-            report_progress(callback, it, len(pos), r)
-            if last or bool(stop.all()):
+            mine = pos[active]  # [a] batch positions of the active clips
+            track.best[pos[reached]] = delta[reached]
+            track.pred_last[mine] = p.detach()[active]
+            if track.mid_last is not None and mid is not None:
+                track.mid_last[mine] = mid.detach().float()[active]
+            track.iterations[mine] = it
+            track.tau[pos] = tau_a
+            track.converged[pos[stop]] = True
+            report_progress(callback, it, len(mine), r[active])
+            if last or bool((stop == active).all()):
                 break
 
             loss = (p - ya).pow(2).mean(dim=1).sum()  # per-clip MSE, summed: [] scalar
             (grad,) = torch.autograd.grad(loss, d)  # [A, 1, F, T]
-            if bool(stop.any()):
+            if bool(stop.any()) and compact:
                 keep = ~stop  # [A]
                 pos, xa, ya, tau_a = pos[keep], xa[keep], ya[keep], tau_a[keep]
                 delta, exp_avg, exp_avg_sq = delta[keep], exp_avg[keep], exp_avg_sq[keep]
-                grad = grad[keep]
+                grad, active = grad[keep], active[keep]
+            elif bool(stop.any()):  # fixed shape: the clip stays, frozen (its δ is unused)
+                active = active & ~stop
             # every active clip has stepped in every earlier iteration: common step count
             adam_step(delta, -grad.sign(), exp_avg, exp_avg_sq, it, lr=config.step_size)
             if bound is not None:
                 delta.clamp_(-bound, bound)
             delta = self.domain.constrain(xa, delta)  # waveform: SNR budget, [-1, 1]
-
-        x_adv = self.domain.adversarial(x, best)  # [B, 1, F, T] or [B, samples]
-        with torch.no_grad(), _autocast(device, amp):
-            pred_adv, mid_adv = model_outputs(model(x_adv))  # [B, 8], [B, 7] | None
-        pred_adv = pred_adv.float()
-        mid_adv = None if mid_adv is None else mid_adv.float()
-        passes += b
-        if mode.pred_from_last_pass:
-            pred, mid_reported = pred_last, mid_last
-        else:
-            pred, mid_reported = pred_adv, mid_adv
-
-        return self.result(
-            x, best, x_adv, start=start,
-            pred_clean=pred_clean, midlevel_clean=mid_clean,
-            pred=pred, midlevel_adv=mid_reported, pred_of_x_adv=pred_adv,
-            iterations=iterations, converged=converged, threshold=tau, model_passes=passes,
-        )
-
+        return passes

@@ -9,8 +9,11 @@ maximise ``MSE(f(x + δ), y)`` (per-clip mean over the 8 emotions) subject to ``
 
 Settings: :class:`PGDConfig`. ``α`` (``step_size``) defaults to ``2.5 · ε / steps`` (Madry
 et al.). With ``random_start`` δ starts uniformly distributed in the ball (L∞: each element
-uniform in [-ε, ε]; L2: uniform in the volume), drawn from a CPU generator seeded with
-``seed`` (deterministic across devices). With several ``restarts``, each clip keeps the final
+uniform in [-ε, ε]; L2: uniform in the volume), drawn per clip from a CPU generator seeded
+with ``seed``, the restart number and a hash of the clip (:func:`clip_generator`), so a
+clip's start depends neither on the device nor on its batch-mates or position in the batch
+(before 2026-11-22 one generator drew for the whole batch, so the starts depended on the
+batch size). With several ``restarts``, each clip keeps the final
 δ of the restart with the highest loss. This is the update of ART's
 ``ProjectedGradientDescentPyTorch`` (without random init, ``decay`` or
 clip values), against which the tests check it.
@@ -24,6 +27,7 @@ followed by the domain's SNR projection and clipping to [-1, 1].
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -32,8 +36,10 @@ from typing import Any, ClassVar
 import torch
 
 from robustmer.attacks.base import (
+    PRECISIONS,
     Attack,
     ProgressCallback,
+    autocast,
     float_floor,
     model_outputs,
     report_progress,
@@ -42,7 +48,16 @@ from robustmer.attacks.config import AttackConfig, check_choice, check_int, chec
 from robustmer.attacks.result import AttackResult, clip_pearson
 from robustmer.errors import RobustmerError
 
-__all__ = ["NORMS", "PGD", "PGDConfig", "PGDNorm", "check_ball"]
+__all__ = [
+    "NORMS",
+    "PGD",
+    "PGDConfig",
+    "PGDNorm",
+    "check_ball",
+    "check_precision",
+    "clip_generator",
+    "random_in_ball",
+]
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:
@@ -120,6 +135,48 @@ def check_ball(config: Any) -> None:
     check_int(config, "seed", config.seed, minimum=0)
 
 
+def check_precision(config: Any) -> None:
+    """Check a gradient attack's ``precision`` (:data:`robustmer.attacks.base.PRECISIONS`)."""
+    check_choice(config, "precision", config.precision, PRECISIONS)
+
+
+def clip_generator(x_clip: torch.Tensor, seed: int, stream: int) -> torch.Generator:
+    """CPU generator for one clip's random draws.
+
+    Seeded with SHA-256 of ``(seed, stream, the clip's float32 bytes)``, so the draws depend on
+    the clip's content and not on its position in a batch or the device it lives on.
+
+    Parameters
+    ----------
+    x_clip : torch.Tensor, shape [1, F, T]
+        One clip's input.
+    seed : int
+        The attack's seed.
+    stream : int
+        Which draw (restart) of the attack this generator serves.
+    """
+    h = hashlib.sha256(f"{seed}:{stream}:".encode())
+    h.update(x_clip.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return torch.Generator(device="cpu").manual_seed(int.from_bytes(h.digest()[:8], "little") >> 1)
+
+
+def random_in_ball(
+    x: torch.Tensor, norm: str, epsilon: float, seed: int, stream: int
+) -> torch.Tensor:
+    """Per-clip uniform draws from the ε-ball, ``[B, 1, F, T]`` like ``x`` (dtype, device).
+
+    Each clip's draw comes from :func:`clip_generator`; float32 rounding is projected back
+    into the ball.
+    """
+    ops = NORMS[norm]
+    draws = [
+        ops.random((1, *x.shape[1:]), epsilon, clip_generator(x[i], seed, stream))  # [1, 1, F, T]
+        for i in range(x.shape[0])
+    ]
+    delta = torch.cat(draws).to(device=x.device, dtype=x.dtype)  # [B, 1, F, T]
+    return ops.project(delta, epsilon)
+
+
 @dataclasses.dataclass(frozen=True)
 class PGDConfig(AttackConfig):
     """Settings of PGD.
@@ -140,6 +197,10 @@ class PGDConfig(AttackConfig):
         Start each run uniformly in the ball instead of at δ = 0.
     seed : int
         Seed of the random starts.
+    precision : str
+        ``"fp32"`` (default) or ``"bf16"``: the model's forward and backward passes under
+        ``torch.autocast(dtype=torch.bfloat16)`` (faster on GPUs; changes the numbers, so
+        it is part of the storage key when not the default). Keyword-only.
     """
 
     name: ClassVar[str] = "pgd"
@@ -151,10 +212,12 @@ class PGDConfig(AttackConfig):
     restarts: int = 1
     random_start: bool = False
     seed: int = 0
+    precision: str = dataclasses.field(default="fp32", kw_only=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_ball(self)
+        check_precision(self)
         check_int(self, "steps", self.steps, minimum=1)
         check_positive(self, "step_size", self.step_size, optional=True)
         if not isinstance(self.random_start, bool):
@@ -168,6 +231,14 @@ class PGDConfig(AttackConfig):
         """The step size used: ``step_size``, or ``2.5 · epsilon / steps`` when None."""
         assert self.epsilon is not None  # checked in __post_init__
         return 2.5 * self.epsilon / self.steps if self.step_size is None else self.step_size
+
+
+def _float(
+    outputs: tuple[torch.Tensor, torch.Tensor | None],
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Model outputs ``(emotions [B, 8], midlevel [B, 7] | None)`` as float32 (after autocast)."""
+    p, mid = outputs
+    return p.float(), None if mid is None else mid.float()
 
 
 class PGD(Attack):
@@ -190,10 +261,10 @@ class PGD(Attack):
         model, norm, eps, alpha = self.model, NORMS[config.norm], config.epsilon, config.alpha
         assert eps is not None  # checked by PGDConfig
         b = x.shape[0]
-        gen = torch.Generator(device="cpu").manual_seed(config.seed)
+        amp = config.precision
 
-        with torch.no_grad():
-            pred_clean, mid_clean = model_outputs(model(x))  # [B, 8], [B, 7] | None
+        with torch.no_grad(), autocast(x.device, amp):
+            pred_clean, mid_clean = _float(model_outputs(model(x)))  # [B, 8], [B, 7] | None
         passes = b
         objective = self.goal.bind(pred_clean, mid_clean, y)  # (p, mid) -> [B] to maximise
 
@@ -202,10 +273,9 @@ class PGD(Attack):
         best_pred = pred_clean.clone()  # [B, 8]
         best_mid = None if mid_clean is None else mid_clean.clone()  # [B, 7]
         step = 0
-        for _ in range(config.restarts):
+        for restart in range(config.restarts):
             if config.random_start:
-                delta = norm.random(x.shape, eps, gen).to(device=x.device, dtype=x.dtype)
-                delta = norm.project(delta, eps)  # float32 rounding may step outside
+                delta = random_in_ball(x, config.norm, eps, config.seed, restart)  # [B, 1, F, T]
                 delta = self.domain.constrain(x, delta)
             else:
                 delta = torch.zeros_like(x)  # [B, 1, F, T]
@@ -213,15 +283,16 @@ class PGD(Attack):
                 step += 1
                 d = delta.detach().requires_grad_(True)  # [B, 1, F, T]
                 with torch.enable_grad():
-                    p, mid = model_outputs(model(x + d))  # [B, 8], [B, 7] | None
+                    with autocast(x.device, amp):
+                        p, mid = _float(model_outputs(model(x + d)))  # [B, 8], [B, 7] | None
                     loss = objective(p, mid).sum()  # per-clip objective, summed
                 (grad,) = torch.autograd.grad(loss, d)  # [B, 1, F, T]
                 passes += b
                 report_progress(callback, step, b, clip_pearson(p, y))
                 delta = norm.project(delta + alpha * norm.direction(grad), eps)
                 delta = self.domain.constrain(x, delta)  # e.g. the waveform's SNR budget
-            with torch.no_grad():
-                p, mid = model_outputs(model(x + delta))  # [B, 8], [B, 7] | None
+            with torch.no_grad(), autocast(x.device, amp):
+                p, mid = _float(model_outputs(model(x + delta)))  # [B, 8], [B, 7] | None
             passes += b
             loss_c = objective(p, mid)  # [B]
             better = loss_c > best_loss  # [B]

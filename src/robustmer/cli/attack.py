@@ -47,7 +47,14 @@ def parse_epsilons(text: str | None) -> tuple[float, ...] | None:
 
 
 def attack(
-    run: Annotated[Path, typer.Option("--run", help="Training run directory.")],
+    run: Annotated[
+        list[Path],
+        typer.Option(
+            "--run",
+            metavar="RUN",
+            help="Training run directory; repeat it to attack several runs (see --stack-runs).",
+        ),
+    ],
     attack: Annotated[
         str,
         typer.Option(
@@ -95,6 +102,21 @@ def attack(
             "--save-audio", help="Waveform domain: write clean/adversarial FLAC + JSON here."
         ),
     ] = None,
+    stack_runs: Annotated[
+        bool,
+        typer.Option(
+            "--stack-runs",
+            help="Attack the given runs of one architecture (e.g. the seeds of a system) in "
+            "one batch; each run's results as without it (docs/performance.md).",
+        ),
+    ] = False,
+    compile_mode: Annotated[
+        str,
+        typer.Option(
+            "--compile",
+            help="none, default (torch.compile the attack step) or cuda-graphs (CUDA only).",
+        ),
+    ] = "none",
 ) -> None:
     """Attack RUN's clips; writes RUN/attacks/<key>/{clips.parquet,clips.csv,summary.json}.
 
@@ -103,10 +125,12 @@ def attack(
     Example: robustmer attack --run RUN --attack pgd --set epsilon=0.1 --set steps=20.
     Audio: robustmer attack --run RUN --attack pgd --set epsilon=0.01 --domain waveform
     --snr-db 30 --save-audio listen/ (see docs/audio-attacks.md).
+    Several runs in one batch: robustmer attack --run R1 --run R2 --run R3 --stack-runs.
     See docs/attacks.md.
     """
+    from robustmer.attacks.execution import Execution
     from robustmer.errors import RobustmerError
-    from robustmer.evaluation import attack_run
+    from robustmer.evaluation import attack_run, attack_runs
     from robustmer.evaluation.curves import at_epsilons
     from robustmer.training import resolve_device
 
@@ -122,20 +146,41 @@ def attack(
             f"--epsilons with --attack {attack}: expected a bounded attack (an epsilon setting) "
             "and no --out (each ε gets its own RUN/attacks/<key>)"
         )
+    execution = Execution(stack_runs=stack_runs, compile=compile_mode)
+    if len(run) > 1 and (out is not None or save_audio is not None):
+        raise RobustmerError(
+            f"--run given {len(run)} times: --out and --save-audio need a single run; expected "
+            "one --run, or no --out/--save-audio (each run writes RUN/attacks/<key>)"
+        )
     for config in configs:
-        summary = attack_run(
-            run,
-            config,
-            split=split,
-            batch_size=batch_size,
-            device=resolve_device(device),
-            save_examples=save_examples,
-            out=out,
-            save_audio=save_audio,
-        )
-        typer.echo(
-            f"{summary.system} seed {summary.seed} {summary.key}: "
-            f"MAE {summary.mae_clean:.4f} -> {summary.mae_adv:.4f} "
-            f"(ΔMAE {summary.delta_mae:+.4f}), {summary.n_clips} clips, "
-            f"{summary.cost.wall_seconds:.1f} s"
-        )
+        if len(run) == 1 and not stack_runs:
+            summaries = [
+                attack_run(
+                    run[0],
+                    config,
+                    split=split,
+                    batch_size=batch_size,
+                    device=resolve_device(device),
+                    save_examples=save_examples,
+                    out=out,
+                    save_audio=save_audio,
+                    execution=execution,
+                )
+            ]
+        else:
+            summaries = attack_runs(
+                run,
+                config,
+                split=split,
+                batch_size=batch_size,
+                device=resolve_device(device),
+                save_examples=save_examples,
+                execution=execution,
+            )
+        for summary in summaries:
+            typer.echo(
+                f"{summary.system} seed {summary.seed} {summary.key}: "
+                f"MAE {summary.mae_clean:.4f} -> {summary.mae_adv:.4f} "
+                f"(ΔMAE {summary.delta_mae:+.4f}), {summary.n_clips} clips, "
+                f"{summary.cost.wall_seconds:.1f} s ({summary.cost.execution})"
+            )

@@ -73,6 +73,21 @@ def study(
             min=0.0, help="Ray: GPUs a task reserves, e.g. 0.5 (default: 1 with cuda, else 0)."
         ),
     ] = None,
+    stack_runs: Annotated[
+        bool,
+        typer.Option(
+            "--stack-runs",
+            help="Attack each system's seeds in one batch (one attack unit per system and "
+            "attack); a setting of the study (docs/performance.md).",
+        ),
+    ] = False,
+    compile_mode: Annotated[
+        str,
+        typer.Option(
+            "--compile",
+            help="Evaluation attacks: none, default (torch.compile) or cuda-graphs (CUDA).",
+        ),
+    ] = "none",
 ) -> None:
     """Run the whole study: data, spectrograms, systems x seeds, attacks, report.
 
@@ -80,6 +95,7 @@ def study(
     """
     import sys
 
+    from robustmer.attacks.execution import Execution
     from robustmer.cli.attack import parse_epsilons
     from robustmer.errors import RobustmerError
     from robustmer.study import STUDY_PROFILES, run_study
@@ -122,6 +138,7 @@ def study(
             ray_address=ray_address,
             gpus_per_unit=gpus_per_unit,
             epsilons=parse_epsilons(epsilons),
+            execution=Execution(stack_runs=stack_runs, compile=compile_mode),
         )
     except KeyboardInterrupt:
         sys.stderr.write(f"robustmer: study interrupted; run the same command to resume {out}\n")

@@ -17,6 +17,11 @@ attacks never share a directory):
 ``examples.npy`` (with ``save_examples``)
     float32 ``[n, 1, frames, 149]``, the adversarial examples in the table's row order.
 
+``attack_runs(RUN_DIRS, config, execution=Execution(stack_runs=True))`` does the same for
+several runs, attacking the clips of runs of one architecture together in one batch
+(:mod:`robustmer.attacks.stack`; each run's files exactly as ``attack_run`` writes them, its
+numbers those of attacking it alone up to float rounding).
+
 Clips whose input gradient of the MSE is exactly zero at the start (e.g. a label equal to
 the prediction) cannot be moved by a gradient attack: they are flagged in the table
 (``zero_gradient``) and named in one logged warning.
@@ -28,6 +33,7 @@ import dataclasses
 import logging
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,9 +60,10 @@ if TYPE_CHECKING:
     import torch
 
     from robustmer.attacks import AttackConfig, AttackResult
+    from robustmer.attacks.execution import Execution
     from robustmer.training import Run
 
-__all__ = ["attack_run"]
+__all__ = ["attack_run", "attack_runs"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +76,25 @@ class _Outcome:
     zero_gradient: np.ndarray  # [n] bool
     seconds: float
     model_passes: int
+    execution: str = "eager"
+
+
+@dataclasses.dataclass
+class _Job:
+    """One run to attack: its model and inputs in the attack's domain, and where to write."""
+
+    run: Run
+    model: torch.nn.Module
+    x: torch.Tensor  # [n, 1, F, 149] or audio [n, samples]
+    y: torch.Tensor  # [n, 8]
+    ids: list[int]
+    out_dir: Path
+    identity: dict[str, Any]
+    done: AttackSummary | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.run.system.name}-seed{self.run.config.seed}"
 
 
 def attack_run(
@@ -82,6 +108,7 @@ def attack_run(
     progress: bool = True,
     out: str | os.PathLike[str] | None = None,
     save_audio: str | os.PathLike[str] | None = None,
+    execution: Execution | None = None,
 ) -> AttackSummary:
     """Attack a trained run's split; write ``clips.{parquet,csv}`` and ``summary.json``.
 
@@ -107,6 +134,10 @@ def attack_run(
     save_audio : str or PathLike, optional
         Waveform domain: also write each clip's clean and adversarial audio (FLAC) and a
         JSON side-car to this directory (:func:`robustmer.evaluation.audio.write_listening`).
+    execution : Execution, optional
+        How to compute it (:mod:`robustmer.attacks.execution`; its ``compile`` applies
+        here, ``stack_runs`` only to :func:`attack_runs`); default eager. Not part of the
+        storage key: the numbers change only by float rounding.
 
     Returns
     -------
@@ -118,8 +149,7 @@ def attack_run(
     RobustmerError
         Unknown split, an empty split, invalid settings, or a run without a checkpoint.
     """
-    from robustmer.evaluation.audio import domain_inputs, has_listening, write_listening
-    from robustmer.training import load_run
+    from robustmer.evaluation.audio import has_listening, write_listening
 
     _check_options(config, batch_size)
     check_writable(out if out is not None else Path(run_dir) / "attacks", "attack output directory")
@@ -128,23 +158,127 @@ def attack_run(
             f"attack save_audio {str(save_audio)!r}: listening files need an attack in the "
             f"waveform domain; expected domain 'waveform', got {config.domain!r}"
         )
+    job = _job(run_dir, config, split, device, out, save_examples)
+    if execution is not None:  # e.g. CUDA graphs on the CPU: an error even if done
+        execution.check_device(next(job.model.parameters()).device)
+    if job.done is not None and (save_audio is None or has_listening(save_audio, job.ids)):
+        logger.info("%s: attack already done with these settings; skipped", job.out_dir)
+        return job.done
+    label = f"{job.label} {config.name}"
+    (outcome,) = _attack_batches([job], config, batch_size, progress, label, execution)
+    summary = _finish(job, config, outcome, save_examples)
+    if save_audio is not None:
+        write_listening(save_audio, job.run, config, job.ids, job.x, job.y, outcome.arrays)
+    return summary
+
+
+def attack_runs(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    config: AttackConfig,
+    *,
+    split: str = "test",
+    batch_size: int = 36,
+    device: torch.device | str | None = None,
+    save_examples: bool = False,
+    progress: bool = True,
+    execution: Execution | None = None,
+) -> list[AttackSummary]:
+    """Attack several runs with one attack; with ``execution.stack_runs``, together.
+
+    Each run's results go to its own ``RUN/attacks/<key>/`` exactly as :func:`attack_run`
+    writes them, and a run whose attack is already done is skipped. With stacking, the runs
+    still to attack are grouped by architecture (same parameter shapes), clip count and data
+    cache; each group of two or more is attacked in one batch of ``R · batch_size`` clips
+    (:class:`robustmer.attacks.stack.StackedModel`), which gives every clip the numbers of
+    attacking its run alone up to float rounding.
+
+    Parameters
+    ----------
+    run_dirs : sequence of str or PathLike
+        Training runs.
+    config, split, device, save_examples, progress
+        As for :func:`attack_run`.
+    batch_size : int
+        Clips of each run per batch (a stacked batch has ``R · batch_size`` clips).
+    execution : Execution, optional
+        ``stack_runs`` and ``compile`` (:mod:`robustmer.attacks.execution`); default eager,
+        one run at a time.
+
+    Returns
+    -------
+    list of AttackSummary
+        One per run, in the order of ``run_dirs``.
+    """
+    from robustmer.attacks.execution import Execution
+
+    _check_options(config, batch_size)
+    execution = execution or Execution()
+    jobs = []
+    for run_dir in run_dirs:
+        check_writable(Path(run_dir) / "attacks", "attack output directory")
+        jobs.append(_job(run_dir, config, split, device, None, save_examples))
+        execution.check_device(next(jobs[-1].model.parameters()).device)
+    for job in jobs:
+        if job.done is not None:
+            logger.info("%s: attack already done with these settings; skipped", job.out_dir)
+    for group in _groups([j for j in jobs if j.done is None], execution.stack_runs):
+        label = f"{_group_label(group)} {config.name}"
+        outcomes = _attack_batches(group, config, batch_size, progress, label, execution)
+        for job, outcome in zip(group, outcomes, strict=True):
+            job.done = _finish(job, config, outcome, save_examples)
+    return [job.done for job in jobs if job.done is not None]
+
+
+def _job(
+    run_dir: str | os.PathLike[str],
+    config: AttackConfig,
+    split: str,
+    device: torch.device | str | None,
+    out: str | os.PathLike[str] | None,
+    save_examples: bool,
+) -> _Job:
+    """Load a run, its split in the attack's domain and a finished result, if any."""
+    from robustmer.evaluation.audio import domain_inputs
+    from robustmer.training import load_run
+
     run = load_run(run_dir, device="auto" if device is None else device)
     x, y, ids = _split_arrays(run, split)
     model, x = domain_inputs(run, config, x, ids)  # waveform domain: audio [n, samples]
     out_dir = Path(out) if out is not None else attack_dir(run.path, config.key(), split)
     identity = _identity(run, config, split, len(ids))
     done = _finished(out_dir, identity, save_examples)
-    if done is not None and (save_audio is None or has_listening(save_audio, ids)):
-        logger.info("%s: attack already done with these settings; skipped", out_dir)
-        return done
-    label = f"{run.system.name}-seed{run.config.seed} {config.name}"
-    outcome = _attack_batches(model, run, config, x, y, batch_size, progress, label)
-    table = _clip_table(run, config, ids, y, outcome)
-    _write_outputs(out_dir, table, outcome, save_examples)
-    if save_audio is not None:
-        write_listening(save_audio, run, config, ids, x, y, outcome.arrays)
-    summary = _summary(run, config, identity, table, outcome)
-    summary.write(out_dir / SUMMARY_FILE)
+    return _Job(run, model, x, y, ids, out_dir, identity, done)
+
+
+def _groups(jobs: list[_Job], stack: bool) -> list[list[_Job]]:
+    """Runs attacked together: one each, or (``stack``) by architecture, clips and cache."""
+    if not stack:
+        return [[job] for job in jobs]
+    groups: dict[tuple, list[_Job]] = {}
+    for job in jobs:
+        shapes = tuple((k, tuple(v.shape)) for k, v in job.model.state_dict().items())
+        cache = getattr(job.run.cache, "manifest_hash", None)
+        groups.setdefault((shapes, len(job.ids), cache), []).append(job)
+    return list(groups.values())
+
+
+def _group_label(group: list[_Job]) -> str:
+    if len(group) == 1:
+        return group[0].label
+    systems = sorted({job.run.system.name for job in group})
+    seeds = ",".join(str(job.run.config.seed) for job in group)
+    return f"{'+'.join(systems)} seeds {seeds}"
+
+
+def _finish(
+    job: _Job, config: AttackConfig, outcome: _Outcome, save_examples: bool
+) -> AttackSummary:
+    """Write one run's per-clip table, examples and summary; log the outcome."""
+    table = _clip_table(job.run, config, job.ids, job.y, outcome)
+    _write_outputs(job.out_dir, table, outcome, save_examples)
+    summary = _summary(job.run, config, job.identity, table, outcome)
+    summary.write(job.out_dir / SUMMARY_FILE)
+    label = f"{job.label} {config.name}"
     _warn_zero_gradient(label, table)
     logger.info(
         "%s: MAE %.4f -> %.4f (ΔMAE %+.4f), avg corr %.3f -> %.3f, %.1f s",
@@ -213,29 +347,32 @@ def _finished(out_dir: Path, identity: dict[str, Any], save_examples: bool) -> A
 
 
 def _attack_batches(
-    model: torch.nn.Module,
-    run: Run,
+    jobs: list[_Job],
     config: AttackConfig,
-    x: torch.Tensor,
-    y: torch.Tensor,
     batch_size: int,
     progress: bool,
     label: str,
-) -> _Outcome:
-    """Attack ``x [n, 1, F, 149]`` (or audio ``[n, samples]``) with ``model`` in batches;
-    flag zero-gradient clips first."""
+    execution: Execution | None,
+) -> list[_Outcome]:
+    """Attack the jobs' clips in batches (one run: its own model; several: stacked, batch
+    ``r`` rows ``r · b ... (r + 1) · b - 1``); flag zero-gradient clips first."""
     import torch
 
     from robustmer.attacks import build_attack, zero_gradient
+    from robustmer.attacks.execution import Execution, prepare_model
+    from robustmer.attacks.stack import StackedModel, split_result, stack_rows
     from robustmer.progress import progress_bar
 
-    dev = next(model.parameters()).device
-    attack = build_attack(config, model, normalization=run.cache.normalization)
-    n, per_batch = len(x), config.max_iterations()
+    execution, runs = execution or Execution(), len(jobs)
+    model = jobs[0].model if runs == 1 else StackedModel([j.model for j in jobs])
+    dev = next(jobs[0].model.parameters()).device
+    model = prepare_model(model, execution, dev)
+    attack = build_attack(config, model, normalization=jobs[0].run.cache.normalization)
+    n, per_batch = len(jobs[0].x), config.max_iterations()
     batches = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
-    results: list[AttackResult] = []
-    zero: list[torch.Tensor] = []
-    logger.info("%s: attacking %d clips on %s", label, n, dev)
+    results: list[list[AttackResult]] = [[] for _ in jobs]
+    zero: list[list[torch.Tensor]] = [[] for _ in jobs]
+    logger.info("%s: attacking %d clips x %d run(s) on %s", label, n, runs, dev)
     with progress_bar(enabled=progress) as bar:
         task = bar.add_task(label, total=len(batches) * per_batch)
         for b_idx, (lo, hi) in enumerate(batches):
@@ -248,14 +385,19 @@ def _attack_batches(
                     description=f"{label} [{n_active} active, mean r {mean_r:+.3f}]",
                 )
 
-            xb, yb = x[lo:hi].to(dev), y[lo:hi].to(dev)  # [b, 1, F, 149], [b, 8]
-            zero.append(zero_gradient(model.eval(), xb, yb))  # [b]
-            results.append(attack(xb, yb, callback=report))
+            xb = stack_rows([j.x[lo:hi] for j in jobs]).to(dev)  # [R·b, 1, F, 149]
+            yb = stack_rows([j.y[lo:hi] for j in jobs]).to(dev)  # [R·b, 8]
+            flags = zero_gradient(model.eval(), xb, yb).reshape(runs, -1)  # [R, b]
+            parts = split_result(attack(xb, yb, callback=report), runs)
+            for r in range(runs):
+                zero[r].append(flags[r])
+                results[r].append(parts[r])
             bar.update(task, completed=base + per_batch)
-    return _concat(results, torch.cat(zero).numpy())
+    how = execution.label(runs)
+    return [_concat(results[r], torch.cat(zero[r]).numpy(), how) for r in range(runs)]
 
 
-def _concat(results: list[AttackResult], zero: np.ndarray) -> _Outcome:
+def _concat(results: list[AttackResult], zero: np.ndarray, execution: str) -> _Outcome:
     import torch
 
     names = ["x_adv", "pred_clean", "pred", "pred_of_x_adv", "iterations", "converged"]
@@ -268,6 +410,7 @@ def _concat(results: list[AttackResult], zero: np.ndarray) -> _Outcome:
         zero_gradient=zero,
         seconds=float(sum(r.seconds for r in results)),
         model_passes=int(sum(r.model_passes for r in results)),
+        execution=execution,
     )
 
 
@@ -339,6 +482,7 @@ def _attack_cost(run: Run, table: pd.DataFrame, outcome: _Outcome) -> Cost:
         device=str(dev),
         device_name=device_name(dev),
         torch=torch.__version__,
+        execution=outcome.execution,
     )
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from robustmer._io import check_writable, read_json, to_jsonable, write_json
+from robustmer.attacks.execution import Execution
 from robustmer.errors import RobustmerError
 from robustmer.provenance import versions
 from robustmer.records import STUDY_FILE
@@ -166,10 +167,11 @@ def _attack_unit(
     device: torch.device,
     threads: int,
     save_examples: bool = False,
+    execution: Execution | None = None,
 ) -> dict[str, float]:
     """Attack one trained run's test split with one evaluation attack, with ``threads``
     torch threads (a unit); ``save_examples`` keeps the adversarial examples (for the
-    report's transfer matrix)."""
+    report's transfer matrix); ``execution``: how to compute it (default eager)."""
     from robustmer.evaluation import attack_run
 
     with unit_threads(threads):
@@ -181,6 +183,34 @@ def _attack_unit(
             device=device,
             progress=False,
             save_examples=save_examples,
+            execution=execution,
+        )
+    return {"attack_seconds": time.perf_counter() - t0}
+
+
+def _attack_group_unit(
+    run_dirs: list[str],
+    attack: AttackConfig,
+    device: torch.device,
+    threads: int,
+    save_examples: bool = False,
+    execution: Execution | None = None,
+) -> dict[str, float]:
+    """Attack several trained runs (one system's seeds) with one evaluation attack, stacked
+    into one batch (:func:`robustmer.evaluation.attack_runs`), with ``threads`` torch
+    threads (a unit); each run's results go to its own ``RUN/attacks/<key>/``."""
+    from robustmer.evaluation import attack_runs
+
+    with unit_threads(threads):
+        t0 = time.perf_counter()
+        attack_runs(
+            run_dirs,
+            attack,
+            split="test",
+            device=device,
+            progress=False,
+            save_examples=save_examples,
+            execution=execution,
         )
     return {"attack_seconds": time.perf_counter() - t0}
 
@@ -277,6 +307,10 @@ class StudyRequest:
         Where units run (:data:`robustmer.study.executors.EXECUTORS`).
     options : ExecutorOptions
         The executor's options (its ``threads`` is ``threads``, before defaults).
+    execution : Execution
+        How the evaluation attacks are computed (:mod:`robustmer.attacks.execution`); with
+        ``stack_runs`` one attack unit per system and attack (``attack/<SYSTEM>/<key>``)
+        attacks all its seeds in one batch.
     """
 
     out: Path
@@ -289,16 +323,34 @@ class StudyRequest:
     threads: int | None
     executor: str = "local"
     options: ExecutorOptions | None = None
+    execution: Execution = Execution()
 
     @property
     def units(self) -> list[ModelUnit]:
         return [ModelUnit(s, seed) for s in self.profile.systems for seed in self.profile.seeds]
 
+    def attack_units(self, models: list[ModelUnit]) -> list[tuple[str, list[ModelUnit], Any]]:
+        """``(unit name, models it attacks, attack)`` of ``models``' evaluation attacks: one
+        per model and attack, or with ``execution.stack_runs`` one per attack for all of
+        ``models`` (one system's seeds), named ``attack/<SYSTEM>/<key>``."""
+        attacks = self.profile.evaluation_attacks()
+        if not self.execution.stack_runs:
+            return [(m.attack_unit(a), [m], a) for m in models for a in attacks]
+        return [(f"attack/{models[0].system}/{a.key()}", models, a) for a in attacks]
+
+    def by_system(self) -> list[list[ModelUnit]]:
+        """The models grouped by system (with stacking, one group's attacks are one unit)."""
+        if not self.execution.stack_runs:
+            return [[m] for m in self.units]
+        return [[m for m in self.units if m.system == s] for s in self.profile.systems]
+
     @property
     def plan(self) -> list[str]:
-        attacks = self.profile.evaluation_attacks()
-        per_model = ([u.train_unit, *(u.attack_unit(a) for a in attacks)] for u in self.units)
-        return ["data", *(name for names in per_model for name in names), "report"]
+        names = ["data"]
+        for models in self.by_system():
+            names += [m.train_unit for m in models]
+            names += [name for name, _, _ in self.attack_units(models)]
+        return [*names, "report"]
 
     def settings(self, recorded_threads: int | None) -> dict[str, Any]:
         """The settings ``study.json`` records and a later run must repeat."""
@@ -311,6 +363,7 @@ class StudyRequest:
             "soundtracks": stored_path(self.soundtracks, self.out),
             "midlevel": stored_path(self.midlevel, self.out),
             "threads": threads,
+            **({"execution": self.execution.to_dict()} if self.execution != Execution() else {}),
         }
 
 
@@ -333,6 +386,7 @@ def _request(
     executor: str = "local",
     ray_address: str | None = None,
     gpus_per_unit: float | None = None,
+    execution: Execution | None = None,
 ) -> StudyRequest:
     """Validate ``run_study``'s arguments (messages name its parameters, not CLI flags)."""
     from robustmer.training import get_system
@@ -362,8 +416,20 @@ def _request(
     dev = EXECUTORS[executor].resolve_device(device, gpus_per_unit=gpus_per_unit)
     options = ExecutorOptions(dev, threads, jobs, ray_address, gpus_per_unit)
     paths = (_optional_path(p) for p in (data, soundtracks, midlevel))
+    execution = execution or Execution()
+    if not isinstance(execution, Execution):
+        raise RobustmerError(f"study execution {execution!r}: expected an Execution")
+    execution.check_device(dev)
     return StudyRequest(
-        Path(out), prof, *paths, dev, jobs, threads, executor=executor, options=options
+        Path(out),
+        prof,
+        *paths,
+        dev,
+        jobs,
+        threads,
+        executor=executor,
+        options=options,
+        execution=execution,
     )
 
 
@@ -427,27 +493,33 @@ def _data_step(state: StudyState, req: StudyRequest, display: _Display) -> Path:
 
 def _units(req: StudyRequest, cache_dir: Path, threads: int) -> list[Unit]:
     """Every model's training unit, then its attack units (one per evaluation attack, after
-    the training)."""
+    the training; with stacking one per system and attack, after the system's trainings)."""
     from robustmer.evaluation.curves import transfer_keys
 
-    attacks = req.profile.evaluation_attacks()
-    keep = transfer_keys(attacks)  # examples for the report's transfer matrix
+    keep = transfer_keys(req.profile.evaluation_attacks())  # examples for the transfer matrix
+    common = {"device": req.device, "threads": threads}
     units = []
-    for m in req.units:
-        run_dir = str(req.out / "runs" / m.name)
-        train_kwargs = {
-            "system": m.system,
-            "seed": m.seed,
-            "cache_dir": str(cache_dir),
-            "run_dir": run_dir,
-            "train_overrides": req.profile.train,
-        }
-        common = {"device": req.device, "threads": threads}
-        units.append(Unit(m.train_unit, _train_unit, {**train_kwargs, **common}))
-        for attack in attacks:
-            kwargs = {"run_dir": run_dir, "attack": attack, **common}
-            kwargs["save_examples"] = attack.key() in keep
-            units.append(Unit(m.attack_unit(attack), _attack_unit, kwargs, after=(m.train_unit,)))
+    for models in req.by_system():
+        for m in models:
+            train_kwargs = {
+                "system": m.system,
+                "seed": m.seed,
+                "cache_dir": str(cache_dir),
+                "run_dir": str(req.out / "runs" / m.name),
+                "train_overrides": req.profile.train,
+            }
+            units.append(Unit(m.train_unit, _train_unit, {**train_kwargs, **common}))
+        for name, targets, attack in req.attack_units(models):
+            run_dirs = [str(req.out / "runs" / m.name) for m in targets]
+            kwargs = {"attack": attack, "save_examples": attack.key() in keep, **common}
+            if req.execution != Execution():
+                kwargs["execution"] = req.execution
+            after = tuple(m.train_unit for m in targets)
+            if req.execution.stack_runs:
+                fn, kwargs = _attack_group_unit, {"run_dirs": run_dirs, **kwargs}
+            else:
+                fn, kwargs = _attack_unit, {"run_dir": run_dirs[0], **kwargs}
+            units.append(Unit(name, fn, kwargs, after))
     return units
 
 
@@ -532,6 +604,7 @@ def run_study(
     gpus_per_unit: float | None = None,
     progress: bool = True,
     epsilons: tuple[float, ...] | None = None,
+    execution: Execution | None = None,
 ) -> Path:
     """Run (or resume) a whole study and write its report.
 
@@ -573,6 +646,11 @@ def run_study(
         Ray: GPUs a task reserves (default 1 on ``cuda``, else 0; a fraction shares one).
     progress : bool
         Show the study's progress display.
+    execution : Execution, optional
+        How the evaluation attacks are computed (:mod:`robustmer.attacks.execution`):
+        ``stack_runs`` attacks each system's seeds in one batch (one unit per system and
+        attack), ``compile`` compiles the attack step. A setting of the study when not the
+        default (recorded in ``study.json``; the numbers change by float rounding only).
 
     Returns
     -------
@@ -595,6 +673,7 @@ def run_study(
         executor,
         ray_address,
         gpus_per_unit,
+        execution,
     )
     check_writable(req.out, "study directory")
     req.out.mkdir(parents=True, exist_ok=True)
