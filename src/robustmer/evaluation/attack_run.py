@@ -129,7 +129,7 @@ def attack_run(
             f"waveform domain; expected domain 'waveform', got {config.domain!r}"
         )
     run = load_run(run_dir, device="auto" if device is None else device)
-    x, y, ids = _split_arrays(run, split)
+    x, y, ids = _split_arrays(run, split, config.max_clips)
     model, x = domain_inputs(run, config, x, ids)  # waveform domain: audio [n, samples]
     out_dir = Path(out) if out is not None else attack_dir(run.path, config.key(), split)
     identity = _identity(run, config, split, len(ids))
@@ -171,14 +171,18 @@ def _check_options(config: object, batch_size: int) -> None:
         raise RobustmerError(f"attack batch_size {batch_size!r}: invalid; expected an int >= 1")
 
 
-def _split_arrays(run: Run, split: str) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """``x [n, 1, F, 149]``, ``y [n, 8]`` and the clip ids of a split (RobustmerError if empty)."""
+def _split_arrays(
+    run: Run, split: str, max_clips: int | None
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """``x [n, 1, F, 149]``, ``y [n, 8]`` and the clip ids of a split (RobustmerError if
+    empty), its first ``max_clips`` clips only when that is set (the attack's setting)."""
     x, y, _mid, ids = run.cache.arrays(split)
     if len(ids) == 0:
         raise RobustmerError(
             f"{run.cache.path}: split {split!r} is empty; expected clips to attack"
         )
-    return x, y, list(ids)
+    n = len(ids) if max_clips is None else min(max_clips, len(ids))
+    return x[:n], y[:n], list(ids)[:n]
 
 
 def _identity(run: Run, config: AttackConfig, split: str, n: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ learning rate and the attack iterations, and the report lists exactly what it ch
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -47,8 +48,13 @@ class StudyProfile:
         paper attack with the paper's settings). The report reads the first unless asked
         for another.
     epsilons : tuple of float
-        Radii at which every bounded attack of ``attacks`` (one with an ``epsilon``) is run
-        instead of its own ε, for the robustness curves (docs/robustness.md); empty: as given.
+        Radii at which every bounded spectrogram-domain attack of ``attacks`` (one with an
+        ``epsilon``) is run instead of its own ε, for the robustness curves
+        (docs/robustness.md); empty: as given.
+    snrs_db : tuple of float
+        SNR budgets [dB] at which every targeted waveform-domain attack of ``attacks`` is run
+        instead of its own ``snr_db``, for the report's SNR-to-target table
+        (:mod:`robustmer.evaluation.snr_target`, docs/audio-attacks.md); empty: as given.
     """
 
     name: str
@@ -60,6 +66,7 @@ class StudyProfile:
     train: dict[str, Any] = field(default_factory=dict)
     attacks: tuple[AttackConfig, ...] = (PaperConfig(),)
     epsilons: tuple[float, ...] = ()
+    snrs_db: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.attacks or not all(isinstance(a, AttackConfig) for a in self.attacks):
@@ -74,13 +81,23 @@ class StudyProfile:
                 f"study profile {self.name!r} epsilons {self.epsilons!r}: expected numbers > 0"
             )
         object.__setattr__(self, "epsilons", tuple(float(e) for e in eps))
+        snrs = tuple(self.snrs_db)
+        if any(isinstance(s, bool) or not isinstance(s, int | float) or not math.isfinite(s)
+               for s in snrs):
+            raise RobustmerError(
+                f"study profile {self.name!r} snrs_db {self.snrs_db!r}: expected finite dB values"
+            )
+        object.__setattr__(self, "snrs_db", tuple(float(s) for s in snrs))
 
     def evaluation_attacks(self) -> tuple[AttackConfig, ...]:
         """The attacks every model gets: :attr:`attacks`, each bounded one at every ε of
-        :attr:`epsilons` (:func:`robustmer.evaluation.curves.at_epsilons`)."""
+        :attr:`epsilons` (:func:`robustmer.evaluation.curves.at_epsilons`), each targeted
+        waveform attack at every SNR of :attr:`snrs_db`
+        (:func:`robustmer.evaluation.snr_target.at_snrs`)."""
         from robustmer.evaluation.curves import at_epsilons
+        from robustmer.evaluation.snr_target import at_snrs
 
-        return at_epsilons(self.attacks, self.epsilons)
+        return at_snrs(at_epsilons(self.attacks, self.epsilons), self.snrs_db)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (attack settings as ``AttackConfig.to_dict()``)."""

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from robustmer._io import check_writable, read_json, to_jsonable, write_json
 from robustmer.errors import RobustmerError
 from robustmer.provenance import versions
-from robustmer.records import STUDY_FILE
+from robustmer.records import AUDIO_DIR, STUDY_FILE, attack_dir
 from robustmer.study.executors import EXECUTORS, ExecutorOptions, Unit, make_executor
 from robustmer.study.lock import study_lock
 from robustmer.study.profiles import StudyProfile, get_profile, shrunk
@@ -166,12 +166,15 @@ def _attack_unit(
     device: torch.device,
     threads: int,
     save_examples: bool = False,
+    save_audio: bool = False,
 ) -> dict[str, float]:
     """Attack one trained run's test split with one evaluation attack, with ``threads``
     torch threads (a unit); ``save_examples`` keeps the adversarial examples (for the
-    report's transfer matrix)."""
+    report's transfer matrix), ``save_audio`` a waveform attack's listening files in
+    ``RUN/attacks/<key>/audio/`` (for the report's listening section)."""
     from robustmer.evaluation import attack_run
 
+    listen = attack_dir(run_dir, attack.key()) / AUDIO_DIR if save_audio else None
     with unit_threads(threads):
         t0 = time.perf_counter()
         attack_run(
@@ -181,6 +184,7 @@ def _attack_unit(
             device=device,
             progress=False,
             save_examples=save_examples,
+            save_audio=listen,
         )
     return {"attack_seconds": time.perf_counter() - t0}
 
@@ -429,9 +433,11 @@ def _units(req: StudyRequest, cache_dir: Path, threads: int) -> list[Unit]:
     """Every model's training unit, then its attack units (one per evaluation attack, after
     the training)."""
     from robustmer.evaluation.curves import transfer_keys
+    from robustmer.evaluation.snr_target import listen_keys
 
     attacks = req.profile.evaluation_attacks()
     keep = transfer_keys(attacks)  # examples for the report's transfer matrix
+    listen = listen_keys(attacks)  # audio for the report's listening section
     units = []
     for m in req.units:
         run_dir = str(req.out / "runs" / m.name)
@@ -447,6 +453,7 @@ def _units(req: StudyRequest, cache_dir: Path, threads: int) -> list[Unit]:
         for attack in attacks:
             kwargs = {"run_dir": run_dir, "attack": attack, **common}
             kwargs["save_examples"] = attack.key() in keep
+            kwargs["save_audio"] = attack.key() in listen
             units.append(Unit(m.attack_unit(attack), _attack_unit, kwargs, after=(m.train_unit,)))
     return units
 
