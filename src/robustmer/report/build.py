@@ -427,7 +427,8 @@ def build_report(
         attacks = load_attacks(data.study_dir)  # every attack of every finished run
         robust = robustness_section(data.study_dir, tmp, clips=attacks)  # into tmp
         snr = snr_target_section(attacks, tmp)
-        concept = concept_section(data.study_dir, attacks, tmp, data.attack_key)
+        order = [c.key() for c in study_attacks(data.study)]
+        concept = concept_section(data.study_dir, attacks, tmp, data.attack_key, order)
         write_json(tmp / "summary.json", {**_summary(ctx), "robustness": robust.summary,
                                           "snr_to_target": snr.summary,
                                           "concepts": concept.summary})

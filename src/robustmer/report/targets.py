@@ -26,6 +26,7 @@ import dataclasses
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -223,7 +224,11 @@ def _share_table(summary: pd.DataFrame, title: str) -> TableBlock:
 
 
 def concept_section(
-    study_dir: Path, clips: pd.DataFrame, root: Path, report_key: str | None
+    study_dir: Path,
+    clips: pd.DataFrame,
+    root: Path,
+    report_key: str | None,
+    order: Sequence[str] = (),
 ) -> Section:
     """The "Concepts under attack" section; empty without attacked bottleneck runs.
 
@@ -237,6 +242,8 @@ def concept_section(
         (Parquet + CSV) and the figures ``figures/concepts_<system>.png``.
     report_key : str or None
         Storage key of the report's attack: its figure and share table are shown per system.
+    order : sequence of str
+        Storage keys in the order the attacks are shown (the study's); others after them.
     """
     rows, notes = concept_rows(Path(study_dir), clips)
     if rows.empty:
@@ -247,6 +254,10 @@ def concept_section(
         for (system, key, attack), g in rows.groupby(["system", "key", "attack"], sort=False)
     ]
     summary = pd.concat(parts, ignore_index=True)
+    rank = {key: i for i, key in enumerate(order)}
+    summary = summary.sort_values(
+        "key", key=lambda k: k.map(lambda v: rank.get(v, len(rank))), kind="stable"
+    ).reset_index(drop=True)
     write_table(summary, root / "concepts")
     blocks: list[Block] = [Heading("Concepts under attack"), Paragraph(
         "A bottleneck model's emotions are linear in its seven bottleneck outputs, so each "
