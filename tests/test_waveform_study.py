@@ -146,6 +146,12 @@ def test_concepts_in_the_report_equal_the_runs_own_numbers(study: Path) -> None:
             change = 10 * (attacked[f"adv_{emotion}"] - attacked[f"clean_{emotion}"]).mean()
             assert e["contribution"].sum() == pytest.approx(change, abs=1e-4)
     assert set(table[table["system"] == "A2B2E"]["concept"]) == {f"unit{k}" for k in range(1, 8)}
+    # the unnamed units' scale recorded by training equals their sd on the training excerpts
+    unnamed = load_run(study / "runs" / "A2B2E-seed6", device="cpu")
+    assert len(unnamed.final["metrics"]["train"]["bottleneck_std"]) == 7
+    recorded = concept_std(unnamed)
+    unnamed.final = None  # forces the forward pass over the training excerpts
+    np.testing.assert_allclose(recorded, concept_std(unnamed), rtol=1e-5)
     text = (report / "report.md").read_text()
     assert "## Concepts under attack" in text
     for system in ("A2B2E", "A2M2E"):

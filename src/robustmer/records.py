@@ -240,7 +240,10 @@ class FinalMetrics(_File):
     metrics : dict
         Per split (``train``, ``validation``, ``test``): ``clips``, ``emotions`` (a
         ``robustmer.metrics.regression_report``: ``avg_corr``, ``corr``, ``mae``, ``rmse``,
-        ``r2``, ``r2_mean``) and ``midlevel`` (the same, or None without a bottleneck).
+        ``r2``, ``r2_mean``) and ``midlevel`` (the same, or None without a bottleneck);
+        bottleneck models also ``bottleneck_std`` (the sample sd of each of the 7 bottleneck
+        outputs on the split, training scale; the concepts' scale of
+        ``robustmer.evaluation.concepts``; absent in runs trained before it existed).
     cost : Cost or None
         None where the training cost is unknown (e.g. runs imported from published logs).
     """

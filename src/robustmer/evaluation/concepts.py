@@ -196,7 +196,10 @@ def concept_std(run: Any, *, allow_constant: bool = False) -> np.ndarray:
     """The concepts' standard deviations on the training split (training scale), ``[7]``.
 
     A2M2E: of the mid-level annotations (``cache.midlevel``); A2B2E / aA2B2E: of the model's
-    bottleneck outputs on the training excerpts. Sample standard deviation (ddof = 1).
+    bottleneck outputs on the training excerpts. Sample standard deviation (ddof = 1). For the
+    unnamed units, the value training recorded for the best checkpoint (``final.json``
+    ``metrics.train.bottleneck_std``) is used when present; otherwise the outputs are
+    computed (one forward pass over the training excerpts).
 
     Parameters
     ----------
@@ -210,8 +213,12 @@ def concept_std(run: Any, *, allow_constant: bool = False) -> np.ndarray:
     RobustmerError
         For a constant concept, unless ``allow_constant``.
     """
+    recorded = ((run.final or {}).get("metrics", {}).get("train") or {}).get("bottleneck_std")
     if run.system.midlevel_loss:
         values = run.cache.midlevel[run.cache.rows("train")].astype(np.float64)  # [n, 7]
+        std = values.std(axis=0, ddof=1)
+    elif recorded is not None:
+        std = np.asarray(recorded, np.float64)  # [7], recorded by training
     else:
         import torch
 
@@ -219,7 +226,7 @@ def concept_std(run: Any, *, allow_constant: bool = False) -> np.ndarray:
         device = next(run.model.parameters()).device
         with torch.no_grad():
             values = run.model.eval()(x.to(device)).midlevel.double().cpu().numpy()  # [n, 7]
-    std = values.std(axis=0, ddof=1)
+        std = values.std(axis=0, ddof=1)
     if allow_constant:
         return np.where(std > 0, std, np.nan)
     if not np.all(std > 0):
