@@ -176,7 +176,9 @@ def attack_family(settings: dict[str, Any]) -> tuple[str, str, float] | None:
     target = settings.get("target")
     if target is None or not isinstance(parse_target(target), EmotionTarget):
         return None
-    shown = (f"{k}={v}" for k, v in settings.items() if k not in ("attack", "snr_db"))
+    shown = (
+        f"{k}={v}" for k, v in settings.items() if k not in ("attack", "snr_db") and v is not None
+    )
     label = " ".join([str(settings.get("attack")), *shown])
     return _family_key(settings), label, float(settings["snr_db"])
 
