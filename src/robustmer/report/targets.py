@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from robustmer._io import sha256_file, write_table
+from robustmer.errors import RobustmerError
 from robustmer.evaluation import concepts as cpt
 from robustmer.evaluation.snr_target import SnrTargetSettings, attack_family, snr_to_target
 from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
@@ -175,14 +176,19 @@ def concept_rows(study_dir: Path, clips: pd.DataFrame) -> tuple[pd.DataFrame, li
     """:func:`robustmer.evaluation.concepts.concept_table` of every attack on every
     bottleneck run, with ``system, seed, key, attack`` (title) columns; and notes.
 
-    Attacks made on another checkpoint than the run's current one are left out (a note).
+    Attacks made on another checkpoint than the run's current one, and runs whose model
+    cannot be loaded, are left out (a note each).
     """
     if clips.empty or not set(_MID) <= set(clips.columns):
         return pd.DataFrame(), []
     bottleneck = clips[clips[_MID].notna().all(axis=1)]
     tables, notes = [], []
     for run, g in bottleneck.groupby("run", sort=True):
-        weight, std, names, sha = _run_scale(study_dir / "runs" / str(run))
+        try:
+            weight, std, names, sha = _run_scale(study_dir / "runs" / str(run))
+        except RobustmerError as exc:  # e.g. no checkpoint: the run's numbers stay in
+            notes.append(f"concepts: {run} left out: {exc}")
+            continue
         if np.isnan(std).any():
             constant = ", ".join(n for n, v in zip(names, std, strict=True) if np.isnan(v))
             notes.append(f"concepts: {run}: {constant} constant on the training split; "
