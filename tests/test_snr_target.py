@@ -116,3 +116,16 @@ def test_max_clips_is_a_setting() -> None:
     assert PGDConfig.parse(["epsilon=0.1", "max_clips=2"]).max_clips == 2
     with pytest.raises(RobustmerError, match="max_clips"):
         WAVE.replace(max_clips=0)
+
+
+def test_study_snr_grid_option(tmp_path, capsys) -> None:
+    from robustmer.cli import main
+    from robustmer.cli.study import _parse_snrs
+    from robustmer.study.profiles import QUICK
+
+    assert _parse_snrs("40, 30,20") == (40.0, 30.0, 20.0) and _parse_snrs(None) is None
+    assert QUICK.with_overrides(snrs_db=(10.0,)).snrs_db == (10.0,)
+    with pytest.raises(SystemExit) as exc:
+        main(["study", "--out", str(tmp_path / "s"), "--snrs-db", "40,loud"])
+    assert exc.value.code == 2 and "--snrs-db '40,loud'" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

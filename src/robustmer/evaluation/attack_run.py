@@ -1,7 +1,8 @@
 """Attack one trained run and log the per-clip results (docs/paper.md §7, §8).
 
 ``attack_run(RUN_DIR, config)`` loads the run's best checkpoint and its data cache, attacks
-every clip of a split in batches with the attack of ``config`` (any
+every clip of a split (the first ``config.max_clips`` when set) in batches with the attack of
+``config`` (any
 :class:`robustmer.attacks.AttackConfig`) and writes, in ``RUN_DIR/attacks/<config.key()>/``
 (:func:`robustmer.records.attack_dir`; the key is derived from the full settings, so two
 attacks never share a directory):

@@ -132,13 +132,15 @@ class StudyProfile:
         systems: tuple[str, ...] | None = None,
         seeds: tuple[int, ...] | None = None,
         epsilons: tuple[float, ...] | None = None,
+        snrs_db: tuple[float, ...] | None = None,
     ) -> StudyProfile:
-        """A copy with other systems, seeds and/or ε grid."""
+        """A copy with other systems, seeds, ε grid and/or SNR grid."""
         return replace(
             self,
             systems=tuple(systems) if systems else self.systems,
             seeds=tuple(seeds) if seeds else self.seeds,
             epsilons=tuple(epsilons) if epsilons else self.epsilons,
+            snrs_db=tuple(snrs_db) if snrs_db else self.snrs_db,
         )
 
 

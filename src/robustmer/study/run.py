@@ -337,6 +337,7 @@ def _request(
     executor: str = "local",
     ray_address: str | None = None,
     gpus_per_unit: float | None = None,
+    snrs_db: tuple[float, ...] | None = None,
 ) -> StudyRequest:
     """Validate ``run_study``'s arguments (messages name its parameters, not CLI flags)."""
     from robustmer.training import get_system
@@ -353,7 +354,7 @@ def _request(
         prof = profile
     else:
         prof = get_profile(profile or ("paper" if given else "quick"))
-    prof = prof.with_overrides(systems=systems, seeds=seeds, epsilons=epsilons)
+    prof = prof.with_overrides(systems=systems, seeds=seeds, epsilons=epsilons, snrs_db=snrs_db)
     for name in prof.systems:
         get_system(name)
     if any(s < 0 for s in prof.seeds):
@@ -539,6 +540,7 @@ def run_study(
     gpus_per_unit: float | None = None,
     progress: bool = True,
     epsilons: tuple[float, ...] | None = None,
+    snrs_db: tuple[float, ...] | None = None,
 ) -> Path:
     """Run (or resume) a whole study and write its report.
 
@@ -559,6 +561,9 @@ def run_study(
     epsilons : tuple of float, optional
         Radii at which to run every bounded attack instead of the profile's
         (:attr:`StudyProfile.epsilons`).
+    snrs_db : tuple of float, optional
+        SNR budgets [dB] at which to run every targeted waveform attack instead of the
+        profile's (:attr:`StudyProfile.snrs_db`).
     device : str or torch.device
         ``auto``, ``cpu``, ``cuda[:N]`` or a resolved device.
     jobs : int, optional
@@ -602,6 +607,7 @@ def run_study(
         executor,
         ray_address,
         gpus_per_unit,
+        snrs_db,
     )
     check_writable(req.out, "study directory")
     req.out.mkdir(parents=True, exist_ok=True)
