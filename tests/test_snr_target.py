@@ -129,3 +129,19 @@ def test_study_snr_grid_option(tmp_path, capsys) -> None:
         main(["study", "--out", str(tmp_path / "s"), "--snrs-db", "40,loud"])
     assert exc.value.code == 2 and "--snrs-db '40,loud'" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_study_keeps_audio_for_the_loudest_attack_of_the_smallest_seed(tmp_path) -> None:
+    import torch
+
+    from robustmer.study.run import StudyRequest, _units
+
+    profile = StudyProfile(name="t", systems=("A2E", "A2M2E"), seeds=(21, 6),
+                           attacks=(PaperConfig(steps=3), WAVE), snrs_db=(40, 20))
+    req = StudyRequest(out=tmp_path, profile=profile, data=None, soundtracks=None,
+                       midlevel=None, device=torch.device("cpu"), jobs=1, threads=1)
+    units = _units(req, tmp_path / "cache", 1)
+    keeping = sorted(u.name for u in units if u.kwargs.get("save_audio"))
+    loud = WAVE.replace(snr_db=20.0).key()
+    assert keeping == [f"attack/A2E-seed6/{loud}", f"attack/A2M2E-seed6/{loud}"]
+    assert len([u for u in units if u.name.startswith("attack/")]) == 2 * 2 * 3

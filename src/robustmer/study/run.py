@@ -438,7 +438,9 @@ def _units(req: StudyRequest, cache_dir: Path, threads: int) -> list[Unit]:
 
     attacks = req.profile.evaluation_attacks()
     keep = transfer_keys(attacks)  # examples for the report's transfer matrix
-    listen = listen_keys(attacks)  # audio for the report's listening section
+    # audio for the report's listening section (which shows the smallest seed's clips)
+    listen = listen_keys(attacks)
+    listen_seed = min(req.profile.seeds)
     units = []
     for m in req.units:
         run_dir = str(req.out / "runs" / m.name)
@@ -454,7 +456,7 @@ def _units(req: StudyRequest, cache_dir: Path, threads: int) -> list[Unit]:
         for attack in attacks:
             kwargs = {"run_dir": run_dir, "attack": attack, **common}
             kwargs["save_examples"] = attack.key() in keep
-            kwargs["save_audio"] = attack.key() in listen
+            kwargs["save_audio"] = attack.key() in listen and m.seed == listen_seed
             units.append(Unit(m.attack_unit(attack), _attack_unit, kwargs, after=(m.train_unit,)))
     return units
 
