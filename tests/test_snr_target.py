@@ -116,6 +116,10 @@ def test_max_clips_is_a_setting() -> None:
     assert PGDConfig.parse(["epsilon=0.1", "max_clips=2"]).max_clips == 2
     with pytest.raises(RobustmerError, match="max_clips"):
         WAVE.replace(max_clips=0)
+    from robustmer.training import TrainConfig
+
+    with pytest.raises(RobustmerError, match="adv_attack max_clips"):
+        TrainConfig(system="aA2E", seed=0, adv_attack=PaperConfig(max_clips=2))
 
 
 def test_study_snr_grid_option(tmp_path, capsys) -> None:
