@@ -229,7 +229,10 @@ def test_quick_profile_keeps_the_papers_recipe():
         "train.adv_attack.steps",
         "attack.paper.steps",
         "attack.apgd.steps",
+        "attack.pgd.steps",  # the targeted waveform attack: 10 steps on 2 clips
+        "attack.pgd.max_clips",
         "epsilons",
+        "snrs_db",
     }
     assert set(changed) <= allowed, set(changed) - allowed
     assert len(QUICK.seeds) >= 3 and QUICK.systems == PAPER.systems

@@ -20,6 +20,8 @@ Layout of a run directory (file names defined here only)::
     RUN/attacks/<key>/clips.parquet|csv  per-clip table (CLIP_COLUMNS)
     RUN/attacks/<key>/summary.json       AttackSummary (presence = attack finished)
     RUN/attacks/<key>/examples.npy       adversarial examples (optional)
+    RUN/attacks/<key>/audio/             AUDIO_DIR: listening files of a waveform attack
+                                         (optional; NNN_clean.flac, NNN_adv.flac, NNN.json)
 
 ``<key>`` is the attack's storage key (``AttackConfig.key()``, e.g. ``paper-1a2b3c4d5e``),
 suffixed ``-<split>`` for splits other than ``test`` (:func:`attack_dir`). See
@@ -41,6 +43,7 @@ from robustmer.names import EMOTIONS, MIDLEVEL_FEATURES
 
 __all__ = [
     "ATTACKS_DIR",
+    "AUDIO_DIR",
     "BEST_FILE",
     "CLIPS_STEM",
     "CLIP_COLUMNS",
@@ -75,6 +78,7 @@ ATTACKS_DIR = "attacks"
 CLIPS_STEM = "clips"
 SUMMARY_FILE = "summary.json"
 EXAMPLES_FILE = "examples.npy"
+AUDIO_DIR = "audio"
 STUDY_FILE = "study.json"
 RUNS_DIR = "runs"
 REPORT_DIR = "report"
@@ -241,7 +245,10 @@ class FinalMetrics(_File):
     metrics : dict
         Per split (``train``, ``validation``, ``test``): ``clips``, ``emotions`` (a
         ``robustmer.metrics.regression_report``: ``avg_corr``, ``corr``, ``mae``, ``rmse``,
-        ``r2``, ``r2_mean``) and ``midlevel`` (the same, or None without a bottleneck).
+        ``r2``, ``r2_mean``) and ``midlevel`` (the same, or None without a bottleneck);
+        bottleneck models also ``bottleneck_std`` (the sample sd of each of the 7 bottleneck
+        outputs on the split, training scale; the concepts' scale of
+        ``robustmer.evaluation.concepts``; absent in runs trained before it existed).
     cost : Cost or None
         None where the training cost is unknown (e.g. runs imported from published logs).
     """

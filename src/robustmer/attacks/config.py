@@ -15,7 +15,7 @@ The same idea has the same field name in every attack:
 ``target``    None (untargeted) or a target the attack moves the prediction towards
 ============  ==============================================================================
 
-Every attack also has three settings of its base class (keyword-only):
+Every attack also has four settings of its base class (keyword-only):
 
 ============  ==============================================================================
 ``domain``    ``"spectrogram"`` (default: the normalised log spectrogram) or ``"waveform"``
@@ -25,6 +25,9 @@ Every attack also has three settings of its base class (keyword-only):
               every step (:mod:`robustmer.attacks.projection`); None = no SNR budget
 ``target``    None (untargeted), an emotion profile name, 8 ratings or a concept shift
               (:func:`robustmer.attacks.goal.parse_target`)
+``max_clips`` attack only the first ``max_clips`` clips of the split, in the cache's order
+              (:func:`robustmer.evaluation.attack_run`; a cheap waveform attack for the
+              study's listening section); None = every clip
 ============  ==============================================================================
 
 :meth:`AttackConfig.key` names the directory an attack's results are stored under, derived
@@ -129,10 +132,11 @@ class AttackConfig:
     domain: str = dataclasses.field(default="spectrogram", kw_only=True)
     snr_db: float | None = dataclasses.field(default=None, kw_only=True)
     target: str | None = dataclasses.field(default=None, kw_only=True)
+    max_clips: int | None = dataclasses.field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         """Store integers given for float fields as floats (``1`` and ``1.0`` are one key);
-        check ``domain``, ``snr_db`` and ``target``.
+        check ``domain``, ``snr_db``, ``target`` and ``max_clips``.
 
         Subclasses call ``super().__post_init__()`` before validating.
         """
@@ -156,6 +160,8 @@ class AttackConfig:
             )
         make_domain(self.domain, self.snr_db)
         parse_target(self.target)
+        if self.max_clips is not None:
+            check_int(self, "max_clips", self.max_clips, minimum=1)
 
     @classmethod
     def parse(cls, settings: typing.Iterable[str]) -> Self:
@@ -205,9 +211,10 @@ class AttackConfig:
     def to_dict(self) -> dict[str, Any]:
         """``{"attack": name, field: value, ...}`` with tuples as lists (JSON-ready).
 
-        The base class's keyword-only settings (``domain``, ``snr_db``, ``target``) appear
-        only when they differ from their defaults, so a spectrogram-domain, untargeted
-        attack keeps the settings (and storage key) it had before they existed.
+        The base class's keyword-only settings (``domain``, ``snr_db``, ``target``,
+        ``max_clips``) appear only when they differ from their defaults, so a
+        spectrogram-domain, untargeted attack of every clip keeps the settings (and storage
+        key) it had before they existed.
         """
         out: dict[str, Any] = {"attack": self.name}
         for f in dataclasses.fields(self):

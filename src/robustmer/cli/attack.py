@@ -143,8 +143,9 @@ def attack(
     configs = at_epsilons([attack_settings(attack, settings)], grid or ())
     if grid and (len(configs) < len(set(grid)) or out is not None):
         raise RobustmerError(
-            f"--epsilons with --attack {attack}: expected a bounded attack (an epsilon setting) "
-            "and no --out (each ε gets its own RUN/attacks/<key>)"
+            f"--epsilons with --attack {attack}: expected a bounded spectrogram-domain attack "
+            "(an epsilon setting; a waveform attack's epsilon is an amplitude) and no --out "
+            "(each ε gets its own RUN/attacks/<key>)"
         )
     execution = Execution(stack_runs=stack_runs, compile=compile_mode)
     if len(run) > 1 and (out is not None or save_audio is not None):

@@ -12,6 +12,24 @@ def _csv_list(value: str | None) -> tuple[str, ...] | None:
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
 
 
+def _parse_snrs(text: str | None) -> tuple[float, ...] | None:
+    """``--snrs-db 40,30,20`` as a tuple of finite floats (None when not given)."""
+    import math
+
+    from robustmer.errors import RobustmerError
+
+    items = _csv_list(text)
+    if items is None:
+        return None
+    try:
+        values = tuple(float(v) for v in items)
+    except ValueError:
+        values = (math.nan,)
+    if not all(math.isfinite(v) for v in values):
+        raise RobustmerError(f"--snrs-db {text!r}: expected comma-separated numbers of dB")
+    return values
+
+
 def study(
     out: Annotated[Path, typer.Option("--out", help="Study directory.")] = Path("robustmer-study"),
     data: Annotated[Path | None, typer.Option(help="A cache made by `robustmer prepare`.")] = None,
@@ -38,6 +56,14 @@ def study(
         typer.Option(
             help="Comma-separated radii, e.g. 0.01,0.03,0.1,0.3: every bounded attack of the "
             "profile runs at each (robustness curves; default: the profile's)."
+        ),
+    ] = None,
+    snrs_db: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated SNR budgets in dB, e.g. 40,30,20: every targeted waveform "
+            "attack of the profile runs at each (SNR needed to reach the target; default: the "
+            "profile's).",
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -139,6 +165,7 @@ def study(
             gpus_per_unit=gpus_per_unit,
             epsilons=parse_epsilons(epsilons),
             execution=Execution(stack_runs=stack_runs, compile=compile_mode),
+            snrs_db=_parse_snrs(snrs_db),
         )
     except KeyboardInterrupt:
         sys.stderr.write(f"robustmer: study interrupted; run the same command to resume {out}\n")

@@ -1,7 +1,8 @@
 """Attack one trained run and log the per-clip results (docs/paper.md §7, §8).
 
 ``attack_run(RUN_DIR, config)`` loads the run's best checkpoint and its data cache, attacks
-every clip of a split in batches with the attack of ``config`` (any
+every clip of a split (the first ``config.max_clips`` when set) in batches with the attack of
+``config`` (any
 :class:`robustmer.attacks.AttackConfig`) and writes, in ``RUN_DIR/attacks/<config.key()>/``
 (:func:`robustmer.records.attack_dir`; the key is derived from the full settings, so two
 attacks never share a directory):
@@ -242,7 +243,7 @@ def _job(
     from robustmer.training import load_run
 
     run = load_run(run_dir, device="auto" if device is None else device)
-    x, y, ids = _split_arrays(run, split)
+    x, y, ids = _split_arrays(run, split, config.max_clips)
     model, x = domain_inputs(run, config, x, ids)  # waveform domain: audio [n, samples]
     out_dir = Path(out) if out is not None else attack_dir(run.path, config.key(), split)
     identity = _identity(run, config, split, len(ids))
@@ -305,14 +306,18 @@ def _check_options(config: object, batch_size: int) -> None:
         raise RobustmerError(f"attack batch_size {batch_size!r}: invalid; expected an int >= 1")
 
 
-def _split_arrays(run: Run, split: str) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """``x [n, 1, F, 149]``, ``y [n, 8]`` and the clip ids of a split (RobustmerError if empty)."""
+def _split_arrays(
+    run: Run, split: str, max_clips: int | None
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """``x [n, 1, F, 149]``, ``y [n, 8]`` and the clip ids of a split (RobustmerError if
+    empty), its first ``max_clips`` clips only when that is set (the attack's setting)."""
     x, y, _mid, ids = run.cache.arrays(split)
     if len(ids) == 0:
         raise RobustmerError(
             f"{run.cache.path}: split {split!r} is empty; expected clips to attack"
         )
-    return x, y, list(ids)
+    n = len(ids) if max_clips is None else min(max_clips, len(ids))
+    return x[:n], y[:n], list(ids)[:n]
 
 
 def _identity(run: Run, config: AttackConfig, split: str, n: int) -> dict[str, Any]:

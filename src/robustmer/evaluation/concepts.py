@@ -177,7 +177,8 @@ def concept_summary(table: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         Columns ``concept, emotion, concept_change_std`` (mean), ``concept_change_std_sd``
         (standard deviation over clips), ``contribution``, ``emotion_change``, ``share``
-        (means; NaN shares skipped), ``clips``.
+        (means; NaN shares skipped), ``clips`` (rows averaged: the clips of one attack, or
+        clips × seeds of a table pooled over runs).
     """
     grouped = table.groupby(["concept", "emotion"], sort=False)
     out = grouped.agg(
@@ -186,23 +187,38 @@ def concept_summary(table: pd.DataFrame) -> pd.DataFrame:
         contribution=("contribution", "mean"),
         emotion_change=("emotion_change", "mean"),
         share=("share", "mean"),
-        clips=("clip_id", "nunique"),
+        clips=("clip_id", "size"),
     )
     return out.reset_index()
 
 
-def concept_std(run: Any) -> np.ndarray:
+def concept_std(run: Any, *, allow_constant: bool = False) -> np.ndarray:
     """The concepts' standard deviations on the training split (training scale), ``[7]``.
 
     A2M2E: of the mid-level annotations (``cache.midlevel``); A2B2E / aA2B2E: of the model's
-    bottleneck outputs on the training excerpts. Sample standard deviation (ddof = 1).
+    bottleneck outputs on the training excerpts. Sample standard deviation (ddof = 1). For the
+    unnamed units, the value training recorded for the best checkpoint (``final.json``
+    ``metrics.train.bottleneck_std``) is used when present; otherwise the outputs are
+    computed (one forward pass over the training excerpts).
 
     Parameters
     ----------
     run : robustmer.training.Run
+    allow_constant : bool
+        Give a concept that is constant on the training split a NaN standard deviation
+        (its changes in standard deviations are then NaN) instead of raising.
+
+    Raises
+    ------
+    RobustmerError
+        For a constant concept, unless ``allow_constant``.
     """
+    recorded = ((run.final or {}).get("metrics", {}).get("train") or {}).get("bottleneck_std")
     if run.system.midlevel_loss:
         values = run.cache.midlevel[run.cache.rows("train")].astype(np.float64)  # [n, 7]
+        std = values.std(axis=0, ddof=1)
+    elif recorded is not None:
+        std = np.asarray(recorded, np.float64)  # [7], recorded by training
     else:
         import torch
 
@@ -210,7 +226,9 @@ def concept_std(run: Any) -> np.ndarray:
         device = next(run.model.parameters()).device
         with torch.no_grad():
             values = run.model.eval()(x.to(device)).midlevel.double().cpu().numpy()  # [n, 7]
-    std = values.std(axis=0, ddof=1)
+        std = values.std(axis=0, ddof=1)
+    if allow_constant:
+        return np.where(std > 0, std, np.nan)
     if not np.all(std > 0):
         raise RobustmerError(
             f"{run.path}: a concept is constant on the training split; expected some variation"

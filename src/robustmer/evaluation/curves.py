@@ -50,6 +50,10 @@ RUN_KEYS = ["system", "seed", "attack", "epsilon"]
 def at_epsilons(configs: Sequence[Any], epsilons: Sequence[float]) -> tuple[Any, ...]:
     """Each bounded attack setting once per ε; unbounded ones (ε None) as they are.
 
+    Waveform-domain attacks are kept as they are: their ``epsilon`` is an amplitude, not a
+    radius in normalised-input units (their budget grid is the SNR,
+    :func:`robustmer.evaluation.snr_target.at_snrs`).
+
     Parameters
     ----------
     configs : sequence of AttackConfig
@@ -66,6 +70,7 @@ def at_epsilons(configs: Sequence[Any], epsilons: Sequence[float]) -> tuple[Any,
     out: dict[str, Any] = {}
     for config in configs:
         bounded = getattr(config, "epsilon", None) is not None and len(epsilons) > 0
+        bounded = bounded and getattr(config, "domain", "spectrogram") == "spectrogram"
         for c in [config.replace(epsilon=float(e)) for e in epsilons] if bounded else [config]:
             out.setdefault(c.key(), c)
     return tuple(out.values())
@@ -74,13 +79,14 @@ def at_epsilons(configs: Sequence[Any], epsilons: Sequence[float]) -> tuple[Any,
 def transfer_keys(configs: Sequence[Any]) -> set[str]:
     """Keys of the attacks whose examples the transfer matrix uses.
 
-    Per bounded gradient attack (same name, norm and loss; not ``noise``), the one with the
-    largest ε.
+    Per bounded, untargeted spectrogram-domain gradient attack (same name, norm and loss;
+    not ``noise``), the one with the largest ε.
     """
     largest: dict[tuple[Any, ...], Any] = {}
     for c in configs:
         eps = getattr(c, "epsilon", None)
-        if eps is None or c.name == "noise":
+        plain = getattr(c, "domain", "spectrogram") == "spectrogram" and c.target is None
+        if eps is None or c.name == "noise" or not plain:
             continue
         group = (c.name, getattr(c, "norm", None), getattr(c, "loss", None))
         if group not in largest or eps > largest[group].epsilon:

@@ -211,7 +211,8 @@ def concept_blocks(summary: pd.DataFrame, png: Path, title: str) -> list[Block]:
     summary : pandas.DataFrame
         :func:`robustmer.evaluation.concepts.concept_summary` of one attack.
     png : Path
-        Its figure (:func:`robustmer.evaluation.concepts.concept_figure`).
+        Its figure (:func:`robustmer.evaluation.concepts.concept_figure`), in the report's
+        ``figures/`` directory or its root.
     title : str
         Section title, e.g. ``"Concepts under attack: A2M2E seed 1, pgd"``.
     """
@@ -233,4 +234,5 @@ def concept_blocks(summary: pd.DataFrame, png: Path, title: str) -> list[Block]:
         caption="Mean over clips: concept change in training-set standard deviations; the "
         "emotion it moved most, its contribution (rating points) and share of that change.",
     )
-    return [Heading(title), table, FigureBlock(png, title, links=[("PNG", png.name)])]
+    link = f"figures/{png.name}" if png.parent.name == "figures" else png.name
+    return [Heading(title, 3), table, FigureBlock(png, title, links=[("PNG", link)])]

@@ -16,6 +16,11 @@ another:
 - tidy tables as Parquet + CSV: ``table1``, ``delta_mae`` (one row per model), ``clips`` (all
   per-clip rows), ``tests``, ``cost``, ``cost_ratios``, ``stages`` (time per stage, from
   ``study.json["stage_seconds"]``), ``runs`` (one row per run reported);
+- the robustness evaluation (:mod:`robustmer.report.robustness`), the SNR needed to reach
+  the target of targeted waveform attacks (``snr_to_target``, ``snr_to_target_clips``) and
+  the concepts under attack of the bottleneck runs (``concepts``, ``figures/concepts_*``;
+  :mod:`robustmer.report.targets`), and the listening section of waveform attacks
+  (:mod:`robustmer.report.audio`), each where the study ran such attacks;
 - ``summary.json`` with every number of those tables, the specs of the tables shown
   (:mod:`robustmer.report.specs`), the conclusion, the power statement, the baseline, the
   exclusions, the notes and the provenance. See docs/records.md.
@@ -44,7 +49,7 @@ from robustmer.report.audio import listening_blocks
 from robustmer.report.conclusion import conclusion
 from robustmer.report.load import StudyData, load_study, study_attacks
 from robustmer.report.render import Heading, TableSpec
-from robustmer.report.robustness import robustness_section
+from robustmer.report.robustness import load_attacks, robustness_section
 from robustmer.report.tables import (
     PAPER_TEST_PAIRS,
     add_baseline,
@@ -57,6 +62,7 @@ from robustmer.report.tables import (
     stage_table,
     table1,
 )
+from robustmer.report.targets import concept_section, snr_target_section
 
 logger = logging.getLogger(__name__)
 
@@ -418,11 +424,19 @@ def build_report(
         ctx.figs = _draw_figures(ctx, tmp / "figures")
         for name, df in ctx.tables.items():
             write_table(df, tmp / name)
-        robust = robustness_section(data.study_dir, tmp)  # tables and figures into tmp
-        write_json(tmp / "summary.json", {**_summary(ctx), "robustness": robust.summary})
+        attacks = load_attacks(data.study_dir)  # every attack of every finished run
+        robust = robustness_section(data.study_dir, tmp, clips=attacks)  # into tmp
+        snr = snr_target_section(attacks, tmp)
+        order = [c.key() for c in study_attacks(data.study)]
+        concept = concept_section(data.study_dir, attacks, tmp, data.attack_key, order)
+        write_json(tmp / "summary.json", {**_summary(ctx), "robustness": robust.summary,
+                                          "snr_to_target": snr.summary,
+                                          "concepts": concept.summary})
         blocks = [block for section in sections.SECTIONS for block in section(ctx)]
         at = next(i for i, b in enumerate(blocks) if b == Heading("Provenance"))
-        blocks[at:at] = robust.blocks  # the robustness evaluation before the provenance
+        # the robustness evaluation, the targeted waveform attacks and the concepts before
+        # the provenance
+        blocks[at:at] = robust.blocks + snr.blocks + concept.blocks
         blocks += listening_blocks(study_dir, tmp)  # waveform attacks' audio, if any
         with atomic_open(tmp / "report.md") as fh:
             fh.write(render.render_markdown(blocks))

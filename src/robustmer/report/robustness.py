@@ -12,6 +12,9 @@
   its worst-case ΔMAE;
 - a plain-language paragraph generated from those numbers.
 
+Only untargeted spectrogram-domain attacks enter it (:func:`plain_attacks`); waveform and
+targeted attacks have their own sections (:mod:`robustmer.report.targets`).
+
 It writes its tables and figures into the report directory and returns the blocks and a
 JSON-ready summary. Nothing here runs an attack; the transfer matrix and the zero-gradient
 fractions load the runs' models and test clips (forward and one backward pass).
@@ -19,6 +22,7 @@ fractions load the runs' models and test clips (forward and one backward pass).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -38,7 +42,13 @@ from robustmer.report.tables import system_order
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RobustnessSection", "attack_label", "load_attacks", "robustness_section"]
+__all__ = [
+    "RobustnessSection",
+    "attack_label",
+    "load_attacks",
+    "plain_attacks",
+    "robustness_section",
+]
 
 CURVE_ATTACKS: tuple[str, ...] = ("apgd-linf", "apgd-l2", "pgd-linf", "pgd-l2")
 """Bounded attacks in order of preference for the curves figure and the checks."""
@@ -64,7 +74,9 @@ def attack_label(settings: dict[str, Any]) -> str:
 def load_attacks(study_dir: Path) -> pd.DataFrame:
     """All per-clip attack rows of the finished runs, ``attack`` replaced by its label.
 
-    Adds ``run`` (the run directory name) and ``key`` (the attack directory name).
+    Adds ``run`` (the run directory name), ``key`` (the attack directory name),
+    ``settings`` (the attack's full settings, ``summary.json`` ``attack``, as canonical JSON
+    text) and ``checkpoint_sha256`` (of the checkpoint attacked, from ``summary.json``).
     """
     tables = []
     for run_dir in sorted((study_dir / "runs").glob("*")):
@@ -79,9 +91,28 @@ def load_attacks(study_dir: Path) -> pd.DataFrame:
                 continue
             settings = doc.get("attack") if isinstance(doc.get("attack"), dict) else {}
             df = pd.read_parquet(parquet)
-            tables.append(df.assign(attack=attack_label(settings), run=run_dir.name,
-                                    key=attack_dir.name))
+            tables.append(df.assign(
+                attack=attack_label(settings), run=run_dir.name, key=attack_dir.name,
+                settings=json.dumps(settings, sort_keys=True),
+                checkpoint_sha256=doc.get("checkpoint_sha256")))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def plain_attacks(clips: pd.DataFrame) -> pd.DataFrame:
+    """The rows of untargeted spectrogram-domain attacks (:func:`load_attacks`), the ones the
+    robustness evaluation compares: a waveform attack's ε is an amplitude and a targeted
+    attack does not maximise the error."""
+    if clips.empty:
+        return clips
+
+    def plain(text: str) -> bool:
+        settings = json.loads(text)
+        return settings.get("domain", "spectrogram") == "spectrogram" and (
+            settings.get("target") is None
+        )
+
+    keep = {text: plain(text) for text in clips["settings"].unique()}
+    return clips[clips["settings"].map(keep).astype(bool)].reset_index(drop=True)
 
 
 def _curve_attack(runs: pd.DataFrame) -> str | None:
@@ -316,7 +347,12 @@ def _tables_blocks(curve: pd.DataFrame, areas: pd.DataFrame, tests: pd.DataFrame
 
 
 def robustness_section(
-    study_dir: str | Path, root: Path, *, transfer: bool = True, zero_gradients: bool = True
+    study_dir: str | Path,
+    root: Path,
+    *,
+    transfer: bool = True,
+    zero_gradients: bool = True,
+    clips: pd.DataFrame | None = None,
 ) -> RobustnessSection:
     """Build the section: tables and figures into ``root``, blocks and summary returned.
 
@@ -328,6 +364,8 @@ def robustness_section(
         The report directory being built (``figures/`` must exist in it).
     transfer, zero_gradients : bool
         Load the models for the transfer matrix / the zero-gradient check.
+    clips : pandas.DataFrame, optional
+        :func:`load_attacks` of the study, when already read.
 
     Returns
     -------
@@ -335,7 +373,7 @@ def robustness_section(
         Empty when no run has a bounded attack.
     """
     study_dir = Path(study_dir)
-    clips = load_attacks(study_dir)
+    clips = plain_attacks(load_attacks(study_dir) if clips is None else clips)
     if clips.empty or clips["epsilon"].notna().sum() == 0:
         return RobustnessSection()
     runs = curves.run_metrics(clips)

@@ -3,20 +3,23 @@
 ``paper`` is the study as published: 360 clips (real data), 313-frame excerpts, the full
 backbone, 199 epochs with patience 50, the 5 systems x 10 seeds and the 1000-iteration paper
 attack, plus the robustness evaluation (APGD and uniform noise at every ε of
-:data:`ROBUSTNESS_EPSILONS`, docs/robustness.md). ``quick`` is the laptop demo on the
-built-in synthetic data: it keeps the architecture's sequence of layers and both heads and the
-attack's algorithm, but changes the number (600 synthetic clips, split 480/60/60 by the
-paper's 80/10/10 rule) and length of clips, the channel widths, the epoch budget, the
-learning rate and the attack iterations, and the report lists exactly what it changed
-(:func:`shrunk`). How the quick values were chosen: ``docs/quick-profile.md``.
+:data:`ROBUSTNESS_EPSILONS`, docs/robustness.md) and a targeted waveform attack at every SNR
+of :data:`TARGET_SNRS_DB` (:data:`WAVEFORM_TARGETED`, docs/audio-attacks.md). ``quick`` is
+the laptop demo on the built-in synthetic data: it keeps the architecture's sequence of
+layers and both heads and the attack's algorithm, but changes the number (600 synthetic
+clips, split 480/60/60 by the paper's 80/10/10 rule) and length of clips, the channel
+widths, the epoch budget, the learning rate and the attack iterations (the waveform attack
+also its clips and SNR grid), and the report lists exactly what it changed (:func:`shrunk`).
+How the quick values were chosen: ``docs/quick-profile.md``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from robustmer.attacks import APGDConfig, AttackConfig, NoiseConfig, PaperConfig
+from robustmer.attacks import APGDConfig, AttackConfig, NoiseConfig, PaperConfig, PGDConfig
 from robustmer.errors import RobustmerError
 from robustmer.names import PAPER_SEEDS, SYSTEM_NAMES
 from robustmer.training.config import PROFILES as TRAIN_PROFILES
@@ -47,8 +50,13 @@ class StudyProfile:
         paper attack with the paper's settings). The report reads the first unless asked
         for another.
     epsilons : tuple of float
-        Radii at which every bounded attack of ``attacks`` (one with an ``epsilon``) is run
-        instead of its own ε, for the robustness curves (docs/robustness.md); empty: as given.
+        Radii at which every bounded spectrogram-domain attack of ``attacks`` (one with an
+        ``epsilon``) is run instead of its own ε, for the robustness curves
+        (docs/robustness.md); empty: as given.
+    snrs_db : tuple of float
+        SNR budgets [dB] at which every targeted waveform-domain attack of ``attacks`` is run
+        instead of its own ``snr_db``, for the report's SNR-to-target table
+        (:mod:`robustmer.evaluation.snr_target`, docs/audio-attacks.md); empty: as given.
     """
 
     name: str
@@ -60,6 +68,7 @@ class StudyProfile:
     train: dict[str, Any] = field(default_factory=dict)
     attacks: tuple[AttackConfig, ...] = (PaperConfig(),)
     epsilons: tuple[float, ...] = ()
+    snrs_db: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.attacks or not all(isinstance(a, AttackConfig) for a in self.attacks):
@@ -74,13 +83,23 @@ class StudyProfile:
                 f"study profile {self.name!r} epsilons {self.epsilons!r}: expected numbers > 0"
             )
         object.__setattr__(self, "epsilons", tuple(float(e) for e in eps))
+        snrs = tuple(self.snrs_db)
+        if any(isinstance(s, bool) or not isinstance(s, int | float) or not math.isfinite(s)
+               for s in snrs):
+            raise RobustmerError(
+                f"study profile {self.name!r} snrs_db {self.snrs_db!r}: expected finite dB values"
+            )
+        object.__setattr__(self, "snrs_db", tuple(float(s) for s in snrs))
 
     def evaluation_attacks(self) -> tuple[AttackConfig, ...]:
         """The attacks every model gets: :attr:`attacks`, each bounded one at every ε of
-        :attr:`epsilons` (:func:`robustmer.evaluation.curves.at_epsilons`)."""
+        :attr:`epsilons` (:func:`robustmer.evaluation.curves.at_epsilons`), each targeted
+        waveform attack at every SNR of :attr:`snrs_db`
+        (:func:`robustmer.evaluation.snr_target.at_snrs`)."""
         from robustmer.evaluation.curves import at_epsilons
+        from robustmer.evaluation.snr_target import at_snrs
 
-        return at_epsilons(self.attacks, self.epsilons)
+        return at_snrs(at_epsilons(self.attacks, self.epsilons), self.snrs_db)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (attack settings as ``AttackConfig.to_dict()``)."""
@@ -113,23 +132,38 @@ class StudyProfile:
         systems: tuple[str, ...] | None = None,
         seeds: tuple[int, ...] | None = None,
         epsilons: tuple[float, ...] | None = None,
+        snrs_db: tuple[float, ...] | None = None,
     ) -> StudyProfile:
-        """A copy with other systems, seeds and/or ε grid."""
+        """A copy with other systems, seeds, ε grid and/or SNR grid."""
         return replace(
             self,
             systems=tuple(systems) if systems else self.systems,
             seeds=tuple(seeds) if seeds else self.seeds,
             epsilons=tuple(epsilons) if epsilons else self.epsilons,
+            snrs_db=tuple(snrs_db) if snrs_db else self.snrs_db,
         )
 
 
 ROBUSTNESS_EPSILONS: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)
 """The ε grid of the robustness curves (L∞, normalised-input units; docs/robustness.md)."""
 
+TARGET_SNRS_DB: tuple[float, ...] = (50.0, 40.0, 30.0, 20.0)
+"""The SNR grid [dB] of the targeted waveform attack (the report's SNR needed to reach the
+target; docs/audio-attacks.md)."""
+
+WAVEFORM_TARGETED = PGDConfig(
+    epsilon=0.05, steps=100, domain="waveform", snr_db=30.0, target="sad"
+)
+"""The study's targeted waveform attack: PGD towards the ``sad`` profile on the audio, run at
+every SNR of the profile's ``snrs_db`` (its amplitude bound ε = 0.05 only binds below about
+20 dB for a clip of RMS 0.2); its audio at the lowest SNR goes to the report's listening
+section."""
+
 PAPER = StudyProfile(
     name="paper",
-    attacks=(PaperConfig(), APGDConfig(epsilon=0.1), NoiseConfig(epsilon=0.1)),
+    attacks=(PaperConfig(), APGDConfig(epsilon=0.1), NoiseConfig(epsilon=0.1), WAVEFORM_TARGETED),
     epsilons=ROBUSTNESS_EPSILONS,
+    snrs_db=TARGET_SNRS_DB,
 )
 
 QUICK = StudyProfile(
@@ -139,9 +173,16 @@ QUICK = StudyProfile(
     frames=32,
     seeds=PAPER_SEEDS[:3],
     train=dict(TRAIN_PROFILES["quick"]),
-    # APGD: 10 steps at 3 radii cost about 30 paper-attack iterations per clip
-    attacks=(PaperConfig(steps=50), APGDConfig(epsilon=0.1, steps=10), NoiseConfig(epsilon=0.1)),
+    # APGD: 10 steps at 3 radii cost about 30 paper-attack iterations per clip; the waveform
+    # attack: 10 steps on 2 clips at 3 SNRs, about 1 CPU second per model (docs/audio-attacks.md)
+    attacks=(
+        PaperConfig(steps=50),
+        APGDConfig(epsilon=0.1, steps=10),
+        NoiseConfig(epsilon=0.1),
+        WAVEFORM_TARGETED.replace(steps=10, max_clips=2),
+    ),
     epsilons=ROBUSTNESS_EPSILONS[:3],
+    snrs_db=TARGET_SNRS_DB[1:],
 )
 
 STUDY_PROFILES: dict[str, StudyProfile] = {"paper": PAPER, "quick": QUICK}
@@ -163,7 +204,12 @@ def _changed(prefix: str, paper: Any, used: Any) -> dict[str, dict[str, Any]]:
     if isinstance(paper, AttackConfig) and isinstance(used, AttackConfig):
         if paper.name == used.name:
             a, b = paper.to_dict(), used.to_dict()
-            return {f"{prefix}.{k}": {"paper": a[k], "used": b[k]} for k in a if a[k] != b[k]}
+            keys = dict.fromkeys([*a, *b])  # a setting at its default is absent from to_dict
+            return {
+                f"{prefix}.{k}": {"paper": a.get(k), "used": b.get(k)}
+                for k in keys
+                if a.get(k) != b.get(k)
+            }
         return {prefix: {"paper": paper.label(), "used": used.label()}}
     return {} if paper == used else {prefix: {"paper": paper, "used": used}}
 
@@ -185,6 +231,8 @@ def shrunk(profile: StudyProfile) -> dict[str, dict[str, Any]]:
             out[key] = {"paper": getattr(PAPER, key), "used": getattr(profile, key)}
     if profile.epsilons != PAPER.epsilons:
         out["epsilons"] = {"paper": list(PAPER.epsilons), "used": list(profile.epsilons)}
+    if profile.snrs_db != PAPER.snrs_db:
+        out["snrs_db"] = {"paper": list(PAPER.snrs_db), "used": list(profile.snrs_db)}
     if len(profile.seeds) != len(PAPER.seeds):
         out["seeds"] = {"paper": len(PAPER.seeds), "used": len(profile.seeds)}
     for key, value in profile.train.items():

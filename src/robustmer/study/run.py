@@ -38,7 +38,7 @@ from robustmer._io import check_writable, read_json, to_jsonable, write_json
 from robustmer.attacks.execution import Execution
 from robustmer.errors import RobustmerError
 from robustmer.provenance import versions
-from robustmer.records import STUDY_FILE
+from robustmer.records import AUDIO_DIR, STUDY_FILE, attack_dir
 from robustmer.study.executors import EXECUTORS, ExecutorOptions, Unit, make_executor
 from robustmer.study.lock import study_lock
 from robustmer.study.profiles import StudyProfile, get_profile, shrunk
@@ -167,13 +167,17 @@ def _attack_unit(
     device: torch.device,
     threads: int,
     save_examples: bool = False,
+    save_audio: bool = False,
     execution: Execution | None = None,
 ) -> dict[str, float]:
     """Attack one trained run's test split with one evaluation attack, with ``threads``
     torch threads (a unit); ``save_examples`` keeps the adversarial examples (for the
-    report's transfer matrix); ``execution``: how to compute it (default eager)."""
+    report's transfer matrix), ``save_audio`` a waveform attack's listening files in
+    ``RUN/attacks/<key>/audio/`` (for the report's listening section); ``execution``: how
+    to compute it (default eager)."""
     from robustmer.evaluation import attack_run
 
+    listen = attack_dir(run_dir, attack.key()) / AUDIO_DIR if save_audio else None
     with unit_threads(threads):
         t0 = time.perf_counter()
         attack_run(
@@ -183,6 +187,7 @@ def _attack_unit(
             device=device,
             progress=False,
             save_examples=save_examples,
+            save_audio=listen,
             execution=execution,
         )
     return {"attack_seconds": time.perf_counter() - t0}
@@ -329,14 +334,23 @@ class StudyRequest:
     def units(self) -> list[ModelUnit]:
         return [ModelUnit(s, seed) for s in self.profile.systems for seed in self.profile.seeds]
 
-    def attack_units(self, models: list[ModelUnit]) -> list[tuple[str, list[ModelUnit], Any]]:
-        """``(unit name, models it attacks, attack)`` of ``models``' evaluation attacks: one
-        per model and attack, or with ``execution.stack_runs`` one per attack for all of
-        ``models`` (one system's seeds), named ``attack/<SYSTEM>/<key>``."""
+    def attack_units(self, models: list[ModelUnit]) -> list[tuple[str, list[ModelUnit], Any, bool]]:
+        """``(unit name, models it attacks, attack, stacked)`` of ``models``' evaluation
+        attacks: one per model and attack, or with ``execution.stack_runs`` one per attack for
+        all of ``models`` (one system's seeds), named ``attack/<SYSTEM>/<key>``. Attacks that
+        keep listening audio (:func:`robustmer.evaluation.snr_target.listen_keys`) are never
+        stacked: the one-run path writes their audio."""
+        from robustmer.evaluation.snr_target import listen_keys
+
         attacks = self.profile.evaluation_attacks()
-        if not self.execution.stack_runs:
-            return [(m.attack_unit(a), [m], a) for m in models for a in attacks]
-        return [(f"attack/{models[0].system}/{a.key()}", models, a) for a in attacks]
+        listen = listen_keys(attacks)
+        units = []
+        for a in attacks:
+            if self.execution.stack_runs and a.key() not in listen:
+                units.append((f"attack/{models[0].system}/{a.key()}", models, a, True))
+            else:
+                units += [(m.attack_unit(a), [m], a, False) for m in models]
+        return units
 
     def by_system(self) -> list[list[ModelUnit]]:
         """The models grouped by system (with stacking, one group's attacks are one unit)."""
@@ -349,7 +363,7 @@ class StudyRequest:
         names = ["data"]
         for models in self.by_system():
             names += [m.train_unit for m in models]
-            names += [name for name, _, _ in self.attack_units(models)]
+            names += [name for name, *_ in self.attack_units(models)]
         return [*names, "report"]
 
     def settings(self, recorded_threads: int | None) -> dict[str, Any]:
@@ -387,6 +401,7 @@ def _request(
     ray_address: str | None = None,
     gpus_per_unit: float | None = None,
     execution: Execution | None = None,
+    snrs_db: tuple[float, ...] | None = None,
 ) -> StudyRequest:
     """Validate ``run_study``'s arguments (messages name its parameters, not CLI flags)."""
     from robustmer.training import get_system
@@ -403,7 +418,7 @@ def _request(
         prof = profile
     else:
         prof = get_profile(profile or ("paper" if given else "quick"))
-    prof = prof.with_overrides(systems=systems, seeds=seeds, epsilons=epsilons)
+    prof = prof.with_overrides(systems=systems, seeds=seeds, epsilons=epsilons, snrs_db=snrs_db)
     for name in prof.systems:
         get_system(name)
     if any(s < 0 for s in prof.seeds):
@@ -495,8 +510,13 @@ def _units(req: StudyRequest, cache_dir: Path, threads: int) -> list[Unit]:
     """Every model's training unit, then its attack units (one per evaluation attack, after
     the training; with stacking one per system and attack, after the system's trainings)."""
     from robustmer.evaluation.curves import transfer_keys
+    from robustmer.evaluation.snr_target import listen_keys
 
-    keep = transfer_keys(req.profile.evaluation_attacks())  # examples for the transfer matrix
+    attacks = req.profile.evaluation_attacks()
+    keep = transfer_keys(attacks)  # examples for the report's transfer matrix
+    # audio for the report's listening section (which shows the smallest seed's clips)
+    listen = listen_keys(attacks)
+    listen_seed = min(req.profile.seeds)
     common = {"device": req.device, "threads": threads}
     units = []
     for models in req.by_system():
@@ -509,23 +529,25 @@ def _units(req: StudyRequest, cache_dir: Path, threads: int) -> list[Unit]:
                 "train_overrides": req.profile.train,
             }
             units.append(Unit(m.train_unit, _train_unit, {**train_kwargs, **common}))
-        for name, targets, attack in req.attack_units(models):
+        for name, targets, attack, stacked in req.attack_units(models):
             run_dirs = [str(req.out / "runs" / m.name) for m in targets]
             kwargs = {"attack": attack, "save_examples": attack.key() in keep, **common}
             if req.execution != Execution():
                 kwargs["execution"] = req.execution
             after = tuple(m.train_unit for m in targets)
-            if req.execution.stack_runs:
+            if stacked:
                 fn, kwargs = _attack_group_unit, {"run_dirs": run_dirs, **kwargs}
             else:
-                fn, kwargs = _attack_unit, {"run_dir": run_dirs[0], **kwargs}
+                listened = attack.key() in listen and targets[0].seed == listen_seed
+                fn, kwargs = (
+                    _attack_unit,
+                    {"run_dir": run_dirs[0], "save_audio": listened, **kwargs},
+                )
             units.append(Unit(name, fn, kwargs, after))
     return units
 
 
-def _run_units(
-    state: StudyState, req: StudyRequest, cache_dir: Path, display: _Display
-) -> None:
+def _run_units(state: StudyState, req: StudyRequest, cache_dir: Path, display: _Display) -> None:
     """Run every unit not done yet with the study's executor; record starts and finishes."""
     threads = state.doc["settings"]["threads"]
     executor = make_executor(req.executor, replace(req.options, threads=threads))
@@ -605,6 +627,7 @@ def run_study(
     progress: bool = True,
     epsilons: tuple[float, ...] | None = None,
     execution: Execution | None = None,
+    snrs_db: tuple[float, ...] | None = None,
 ) -> Path:
     """Run (or resume) a whole study and write its report.
 
@@ -625,6 +648,9 @@ def run_study(
     epsilons : tuple of float, optional
         Radii at which to run every bounded attack instead of the profile's
         (:attr:`StudyProfile.epsilons`).
+    snrs_db : tuple of float, optional
+        SNR budgets [dB] at which to run every targeted waveform attack instead of the
+        profile's (:attr:`StudyProfile.snrs_db`).
     device : str or torch.device
         ``auto``, ``cpu``, ``cuda[:N]`` or a resolved device.
     jobs : int, optional
@@ -674,6 +700,7 @@ def run_study(
         ray_address,
         gpus_per_unit,
         execution,
+        snrs_db,
     )
     check_writable(req.out, "study directory")
     req.out.mkdir(parents=True, exist_ok=True)

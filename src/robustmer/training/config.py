@@ -183,6 +183,11 @@ class TrainConfig:
                 f"adv_attack {self.adv_attack!r}: invalid; expected attack settings "
                 "(robustmer.attacks.attack_config)"
             )
+        if self.adv_attack.max_clips is not None:
+            raise RobustmerError(
+                f"adv_attack max_clips {self.adv_attack.max_clips!r}: adversarial training "
+                "attacks every batch; expected no max_clips"
+            )
         for name in ("lr", "width"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:

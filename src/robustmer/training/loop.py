@@ -331,6 +331,8 @@ def _split_report(
     }
     if p_mid is not None:
         report["midlevel"] = regression_report(mid.numpy(), p_mid, MIDLEVEL_FEATURES)
+        # the bottleneck outputs' sample sd (the concepts' scale, evaluation.concepts)
+        report["bottleneck_std"] = p_mid.std(axis=0, ddof=1).tolist() if len(ids) > 1 else None
     return report
 
 
