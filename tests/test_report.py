@@ -779,7 +779,8 @@ def test_accuracy_sentence_names_the_systems_below_the_baseline() -> None:
         {"system": ["A2E", "A2B2E", "A2M2E"], "avg_corr_mean": [0.7, 0.5, 0.4], "kind": "system"}
     )
     one = _accuracy_sentence(t1, {"avg_corr": 0.45})
-    assert one.endswith("reaches 0.450; A2M2E does not beat it.")
+    assert "reaches 0.450; A2M2E does not beat it. Robustness differences involving A2M2E " in one
     two = _accuracy_sentence(t1, {"avg_corr": 0.6})
-    assert two.endswith("A2B2E and A2M2E do not beat it.")
+    assert "A2B2E and A2M2E do not beat it. Robustness differences involving A2B2E and A2M2E" in two
+    assert two.endswith("also has little to lose under attack.")
     assert _accuracy_sentence(t1, {"avg_corr": 0.3}).endswith("every system beats it.")

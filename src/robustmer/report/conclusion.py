@@ -84,11 +84,21 @@ def _accuracy_sentence(t1: pd.DataFrame, baseline: Mapping[str, float] | None) -
     return text
 
 
+_WEAK_MODELS = (
+    " Robustness differences involving {them} say little about the architecture: a model that"
+    " has learnt little of its input also has little to lose under attack."
+)
+"""Caveat after the systems that do not beat the baseline (the lower ΔMAE of a model that
+barely learnt is not robustness)."""
+
+
 def _not_beating(systems: list[str]) -> str:
-    """``"A2E does not beat it."`` / ``"A2E and A2M2E do not beat it."``"""
+    """``"A2E does not beat it."`` / ``"A2E and A2M2E do not beat it."``, and the caveat
+    :data:`_WEAK_MODELS` naming them."""
     if len(systems) == 1:
-        return f"{systems[0]} does not beat it."
-    return f"{', '.join(systems[:-1])} and {systems[-1]} do not beat it."
+        return f"{systems[0]} does not beat it." + _WEAK_MODELS.format(them=systems[0])
+    them = f"{', '.join(systems[:-1])} and {systems[-1]}"
+    return f"{them} do not beat it." + _WEAK_MODELS.format(them=them)
 
 
 def _cost_sentence(ratios: pd.DataFrame) -> str:
