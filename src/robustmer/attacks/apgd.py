@@ -42,6 +42,7 @@ from robustmer.attacks.base import (
     Attack,
     ProgressCallback,
     autocast,
+    float_outputs,
     model_outputs,
     report_progress,
 )
@@ -256,9 +257,7 @@ class APGD(Attack):
                 report_progress(callback, calls[0], b, clip_pearson(p, y))
 
         with torch.no_grad(), autocast(x.device, cfg.precision):
-            pred_clean, mid_clean = model_outputs(model(x))  # [B, 8], [B, 7] | None
-        pred_clean = pred_clean.float()
-        mid_clean = None if mid_clean is None else mid_clean.float()
+            pred_clean, mid_clean = float_outputs(model(x))  # [B, 8], [B, 7] | None
         best_delta = torch.zeros_like(x)  # [B, 1, F, T]
         best_loss = torch.full((b,), -math.inf, device=x.device, dtype=x.dtype)  # [B]
         for restart in range(cfg.restarts):
@@ -273,8 +272,7 @@ class APGD(Attack):
             best_delta = torch.where(_bcast(better, x), found, best_delta)
         x_adv = self.domain.adversarial(x, best_delta)  # [B, 1, F, T] or [B, samples]
         with torch.no_grad(), autocast(x.device, cfg.precision):
-            pred, mid = model_outputs(model(x_adv))  # [B, 8], [B, 7] | None
-        pred, mid = pred.float(), None if mid is None else mid.float()
+            pred, mid = float_outputs(model(x_adv))  # [B, 8], [B, 7] | None
         return self.result(
             x, best_delta, x_adv, start=start,
             pred_clean=pred_clean, midlevel_clean=mid_clean, pred=pred, midlevel_adv=mid,

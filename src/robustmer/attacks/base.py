@@ -94,6 +94,13 @@ def model_outputs(out: object) -> tuple[torch.Tensor, torch.Tensor | None]:
     )
 
 
+def float_outputs(out: object) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`model_outputs` as float32 ``(emotions [B, 8], midlevel [B, 7] | None)``, for
+    outputs computed under bf16 autocast (a no-op on float32 outputs)."""
+    p, mid = model_outputs(out)
+    return p.float(), None if mid is None else mid.float()
+
+
 def zero_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Which clips have an input gradient of the emotion MSE that is exactly zero.
 

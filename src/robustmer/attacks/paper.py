@@ -66,6 +66,7 @@ from robustmer.attacks.base import (
     autocast,
     fixed_shape,
     float_floor,
+    float_outputs,
     model_outputs,
     report_progress,
 )
@@ -318,9 +319,7 @@ class PaperAttack(Attack):
 
         x_adv = self.domain.adversarial(x, track.best)  # [B, 1, F, T] or [B, samples]
         with torch.no_grad(), autocast(device, precision):
-            pred_adv, mid_adv = model_outputs(model(x_adv))  # [B, 8], [B, 7] | None
-        pred_adv = pred_adv.float()
-        mid_adv = None if mid_adv is None else mid_adv.float()
+            pred_adv, mid_adv = float_outputs(model(x_adv))  # [B, 8], [B, 7] | None
         passes += b
         if MODES[self.config.mode].pred_from_last_pass:
             pred, mid_reported = track.pred_last, track.mid_last

@@ -41,7 +41,7 @@ from robustmer.attacks.base import (
     ProgressCallback,
     autocast,
     float_floor,
-    model_outputs,
+    float_outputs,
     report_progress,
 )
 from robustmer.attacks.config import AttackConfig, check_choice, check_int, check_positive
@@ -233,14 +233,6 @@ class PGDConfig(AttackConfig):
         return 2.5 * self.epsilon / self.steps if self.step_size is None else self.step_size
 
 
-def _float(
-    outputs: tuple[torch.Tensor, torch.Tensor | None],
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Model outputs ``(emotions [B, 8], midlevel [B, 7] | None)`` as float32 (after autocast)."""
-    p, mid = outputs
-    return p.float(), None if mid is None else mid.float()
-
-
 class PGD(Attack):
     """Projected gradient ascent on the per-clip emotion MSE (see the module docstring).
 
@@ -264,7 +256,7 @@ class PGD(Attack):
         amp = config.precision
 
         with torch.no_grad(), autocast(x.device, amp):
-            pred_clean, mid_clean = _float(model_outputs(model(x)))  # [B, 8], [B, 7] | None
+            pred_clean, mid_clean = float_outputs(model(x))  # [B, 8], [B, 7] | None
         passes = b
         objective = self.goal.bind(pred_clean, mid_clean, y)  # (p, mid) -> [B] to maximise
 
@@ -284,7 +276,7 @@ class PGD(Attack):
                 d = delta.detach().requires_grad_(True)  # [B, 1, F, T]
                 with torch.enable_grad():
                     with autocast(x.device, amp):
-                        p, mid = _float(model_outputs(model(x + d)))  # [B, 8], [B, 7] | None
+                        p, mid = float_outputs(model(x + d))  # [B, 8], [B, 7] | None
                     loss = objective(p, mid).sum()  # per-clip objective, summed
                 (grad,) = torch.autograd.grad(loss, d)  # [B, 1, F, T]
                 passes += b
@@ -292,7 +284,7 @@ class PGD(Attack):
                 delta = norm.project(delta + alpha * norm.direction(grad), eps)
                 delta = self.domain.constrain(x, delta)  # e.g. the waveform's SNR budget
             with torch.no_grad(), autocast(x.device, amp):
-                p, mid = _float(model_outputs(model(x + delta)))  # [B, 8], [B, 7] | None
+                p, mid = float_outputs(model(x + delta))  # [B, 8], [B, 7] | None
             passes += b
             loss_c = objective(p, mid)  # [B]
             better = loss_c > best_loss  # [B]
